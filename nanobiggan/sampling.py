@@ -1,0 +1,149 @@
+"""Images out of G: sample sheets (one row per class) and the interpolation sheets of BigGAN Fig. 8/9.
+
+Sampling here never changes G's mode: put G in eval mode with standing statistics first (App. C.1,
+`nanobiggan.ema.standing_stats`), then a sample no longer depends on the batch it was generated in.
+Latents come from a seeded torch.Generator through the paper's truncation trick (§3.1, truncation.py),
+drawn on the CPU so the same seed gives the same z on any device.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from PIL import Image
+
+from nanobiggan.truncation import truncated_normal
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """(n 3 h w) floats in [-1, 1] (G's tanh output) -> (n h w 3) uint8 in [0, 255], rounded and clamped."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"to_uint8 expects a (n 3 h w) tensor in [-1, 1], e.g. G(z, y); got {got}")
+    x = ((images.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255)
+    return rearrange(x.to(torch.uint8), "n c h w -> n h w c")
+
+
+def save_grid(images: torch.Tensor, path, nrow: int, padding: int = 2) -> Path:
+    """Write (n 3 h w) images in [-1, 1] as one PNG: rows of `nrow` images, `padding` black pixels
+    around and between them. Atomic: written to a temp file, then renamed over `path`."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"save_grid writes PNG files: give a path ending in .png, got {str(path)!r}")
+    if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
+        raise ValueError(f"nrow (images per row) must be an int >= 1, got {nrow!r}")
+    x = to_uint8(images)  # (n h w 3)
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError("save_grid got 0 images")
+    rows, cols = -(-n // nrow), min(nrow, n)
+    x = torch.cat([x, x.new_zeros(rows * cols - n, *x.shape[1:])])  # empty cells of the last row
+    x = F.pad(x, (0, 0, 0, padding, 0, padding))  # pad bottom and right of every image: (n h+p w+p 3)
+    grid = rearrange(x, "(r c) h w ch -> (r h) (c w) ch", r=rows, c=cols)
+    grid = F.pad(grid, (0, 0, padding, 0, padding, 0))  # ... and the top/left border of the sheet
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        Image.fromarray(grid.numpy()).save(tmp, format="PNG")
+        os.replace(tmp, path)  # a reader never sees half a PNG
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+@torch.no_grad()
+def generate(G, z: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """G's images for latents z (n z_dim) and y, in chunks of `batch_size`: (n 3 R R) float on the CPU.
+
+    y is either class ids (n,) -> G(z, y), or class embeddings (n shared_dim) -> G.synthesize(z, y), as
+    returned by `interpolation_inputs`. G's mode is left alone: in eval mode with standing statistics
+    the result does not depend on `batch_size`.
+    """
+    if len(z) != len(y) or len(z) == 0:
+        raise ValueError(f"generate needs as many z as y, at least one; got {len(z)} z and {len(y)} y")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    device = next(G.parameters()).device
+    embedded = y.is_floating_point() and y.ndim == 2
+    forward = G.synthesize if embedded else G
+    chunks = [forward(zc.to(device), yc.to(device)).float().cpu()
+              for zc, yc in zip(z.split(batch_size), y.split(batch_size))]
+    return torch.cat(chunks)
+
+
+def _seeded(seed: int) -> torch.Generator:
+    return torch.Generator(device="cpu").manual_seed(seed)
+
+
+def _check_classes(classes, n_classes: int) -> torch.Tensor:
+    ids = torch.as_tensor(classes, dtype=torch.long).flatten()
+    if ids.numel() == 0:
+        raise ValueError("classes is empty: give at least one class id, or None for the default rows")
+    bad = ids[(ids < 0) | (ids >= n_classes)]
+    if bad.numel():
+        raise ValueError(f"class id(s) {bad.tolist()} out of range: this model has classes 0..{n_classes - 1}")
+    return ids
+
+
+def class_sheet_inputs(z_dim: int, n_classes: int, classes=None, per_class: int = 10, threshold=None,
+                       seed: int = 0, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(z, y) for a sample sheet: one row per class, `per_class` columns, flattened row by row.
+
+    Column j uses the SAME z in every row, so a column shows what one latent looks like across classes.
+    Rows are `classes`, else every class, or 10 evenly spaced ids when there are more than 10 classes.
+    z is truncated at `threshold` (§3.1; None: no truncation) from a generator seeded with `seed`.
+    """
+    if classes is None:
+        classes = range(n_classes) if n_classes <= 10 else torch.linspace(0, n_classes - 1, 10).round()
+    ids = _check_classes(classes, n_classes)
+    z = truncated_normal((per_class, z_dim), threshold, generator=_seeded(seed))  # (c d)
+    z = repeat(z, "c d -> (r c) d", r=len(ids))
+    y = repeat(ids, "r -> (r c)", c=per_class)
+    return z.to(device), y.to(device)
+
+
+@torch.no_grad()
+def interpolation_inputs(G, mode: str, n_rows: int = 4, steps: int = 8, threshold=None, seed: int = 0,
+                         classes=None, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(z, e) for `G.synthesize(z, e)` (or `generate`): `n_rows` rows of `steps` linear interpolations
+    (BigGAN Fig. 8/9), flattened row by row; the first and last columns are exactly the endpoints.
+
+    mode "z": z goes from z_a to z_b along the row, class fixed (row r uses classes[r], cycled).
+    mode "class": the class embedding goes from shared(c_a) to shared(c_b), z fixed (row r uses
+    classes[r] -> classes[r + 1], cycled; needs 2+ classes). Without `classes`, ids are drawn from `seed`.
+    """
+    if mode not in ("z", "class"):
+        raise ValueError(f"interpolation mode must be 'z' (interpolate latents) or 'class' (interpolate "
+                         f"class embeddings), got {mode!r}")
+    if n_rows < 1 or steps < 2:
+        raise ValueError(f"need n_rows >= 1 and steps >= 2 (the two endpoints), got {n_rows}, {steps}")
+    n_classes, z_dim, gen = G.cfg.n_classes, G.cfg.z_dim, _seeded(seed)
+    if classes is None:
+        if mode == "class" and n_classes < 2:
+            raise ValueError("class interpolation needs a model with at least 2 classes")
+        first = torch.randint(n_classes, (n_rows,), generator=gen)
+        # a second, different class per row for mode "class"
+        second = (first + torch.randint(1, max(n_classes, 2), (n_rows,), generator=gen)) % n_classes
+    else:
+        ids = _check_classes(classes, n_classes)
+        if mode == "class" and len(ids) < 2:
+            raise ValueError("class interpolation needs at least 2 class ids (row r goes classes[r] -> classes[r+1])")
+        rows = torch.arange(n_rows)
+        first, second = ids[rows % len(ids)], ids[(rows + 1) % len(ids)]
+
+    def embed(ids):  # (r shared_dim): the very e that G(z, y) would use
+        return G.shared(ids.to(next(G.parameters()).device)).float().cpu()
+
+    t = rearrange(torch.linspace(0, 1, steps), "s -> 1 s 1")
+    if mode == "z":
+        ends = truncated_normal((n_rows, 2, z_dim), threshold, generator=gen)
+        z = torch.lerp(ends[:, :1], ends[:, 1:], t)  # (r s d); exact endpoints at t = 0 and 1
+        e = repeat(embed(first), "r d -> r s d", s=steps)
+    else:
+        z = repeat(truncated_normal((n_rows, z_dim), threshold, generator=gen), "r d -> r s d", s=steps)
+        e = torch.lerp(embed(first)[:, None], embed(second)[:, None], t)
+    flat = "r s d -> (r s) d"
+    return rearrange(z, flat).to(device), rearrange(e, flat).to(device)

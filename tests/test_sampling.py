@@ -1,0 +1,181 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+from einops import rearrange
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from PIL import Image
+
+from nanobiggan import Generator, get_config
+from nanobiggan.ema import standing_stats
+from nanobiggan.sampling import class_sheet_inputs, generate, interpolation_inputs, save_grid, to_uint8
+from nanobiggan.truncation import truncated_normal
+
+
+@pytest.fixture(scope="module")
+def G():
+    torch.manual_seed(0)
+    cfg = get_config("cifar10-tiny", g_ch=2)  # the tiny CPU preset, narrowed further: tests stay fast
+    G = Generator(cfg)
+    n = 8
+    standing_stats(G, lambda: (torch.randn(n, cfg.z_dim), torch.randint(cfg.n_classes, (n,))), n_batches=2)
+    assert not G.training
+    return G
+
+
+def from_uint8(u: torch.Tensor) -> torch.Tensor:
+    """(n h w 3) uint8 -> (n 3 h w) in [-1, 1], the inverse of to_uint8."""
+    return rearrange(u.float() / 127.5 - 1, "n h w c -> n c h w")
+
+
+# ---- to_uint8
+
+@given(arrays(np.float32, st.tuples(st.integers(1, 3), st.just(3), st.integers(1, 3), st.integers(1, 3)),
+              elements=st.floats(-3, 3, width=32)))
+def test_to_uint8_matches_explicit_formula(x):
+    ref = np.clip(np.round((x + np.float32(1)) * np.float32(127.5)), 0, 255).astype(np.uint8)  # half to even
+    out = to_uint8(torch.from_numpy(x))
+    assert out.dtype == torch.uint8 and out.shape == (x.shape[0], x.shape[2], x.shape[3], 3)
+    np.testing.assert_array_equal(out.numpy(), ref.transpose(0, 2, 3, 1))
+
+
+def test_to_uint8_endpoints_and_bad_shapes():
+    assert to_uint8(torch.tensor([-1.0, 0.0, 1.0]).reshape(1, 3, 1, 1)).flatten().tolist() == [0, 128, 255]
+    for bad in (torch.zeros(3, 4, 4), torch.zeros(1, 1, 4, 4), np.zeros((1, 3, 2, 2))):
+        with pytest.raises(ValueError, match="n 3 h w"):
+            to_uint8(bad)
+
+
+# ---- save_grid
+
+@settings(max_examples=15)
+@given(n=st.integers(1, 7), nrow=st.integers(1, 4), h=st.integers(1, 5), w=st.integers(1, 5), seed=st.integers(0, 99))
+def test_grid_size_and_content_round_trip(tmp_path_factory, n, nrow, h, w, seed):
+    known = torch.randint(0, 256, (n, h, w, 3), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+    path = save_grid(from_uint8(known), tmp_path_factory.mktemp("g") / "sub" / "grid.png", nrow=nrow)
+    grid = np.asarray(Image.open(path))
+    rows, cols, p = -(-n // nrow), min(n, nrow), 2
+    assert grid.shape == (rows * (h + p) + p, cols * (w + p) + p, 3)
+    mask = np.zeros(grid.shape[:2], bool)
+    for i in range(n):
+        r, c = divmod(i, nrow)
+        top, left = p + r * (h + p), p + c * (w + p)
+        np.testing.assert_array_equal(grid[top:top + h, left:left + w], known[i].numpy())
+        mask[top:top + h, left:left + w] = True
+    assert (grid[~mask] == 0).all()  # padding and empty cells are black
+    assert [f.name for f in path.parent.iterdir()] == ["grid.png"]  # no temp file left behind
+
+
+def test_grid_overwrites_atomically_and_rejects_bad_input(tmp_path):
+    path = tmp_path / "g.png"
+    save_grid(torch.zeros(2, 3, 4, 4), path, nrow=2)
+    save_grid(torch.ones(1, 3, 4, 4), path, nrow=2)
+    assert np.asarray(Image.open(path))[2:6, 2:6].min() == 255 and sorted(tmp_path.iterdir()) == [path]
+    with pytest.raises(ValueError, match=".png"):
+        save_grid(torch.zeros(1, 3, 4, 4), tmp_path / "g.jpg", nrow=1)
+    with pytest.raises(ValueError, match="nrow"):
+        save_grid(torch.zeros(1, 3, 4, 4), path, nrow=0)
+
+
+# ---- class_sheet_inputs
+
+@given(z_dim=st.integers(1, 8), n_classes=st.integers(1, 30), per_class=st.integers(1, 5),
+       threshold=st.one_of(st.none(), st.floats(0.1, 2.0)), seed=st.integers(0, 2**31))
+def test_class_sheet_columns_share_z_rows_share_y(z_dim, n_classes, per_class, threshold, seed):
+    z, y = class_sheet_inputs(z_dim, n_classes, per_class=per_class, threshold=threshold, seed=seed)
+    rows = n_classes if n_classes <= 10 else 10
+    z, y = rearrange(z, "(r c) d -> r c d", r=rows), rearrange(y, "(r c) -> r c", r=rows)
+    ref = truncated_normal((per_class, z_dim), threshold, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(z, ref.expand(rows, -1, -1))  # column j: one z in every row
+    assert (y == y[:, :1]).all()  # row r: one class
+    expected = torch.arange(n_classes) if n_classes <= 10 else torch.linspace(0, n_classes - 1, 10).round().long()
+    assert torch.equal(y[:, 0], expected) and len(set(y[:, 0].tolist())) == rows
+    if threshold is not None:
+        assert z.abs().max() <= threshold
+
+
+def test_class_sheet_explicit_classes_seed_and_errors():
+    z, y = class_sheet_inputs(4, 10, classes=[7, 2], per_class=3, seed=1)
+    assert y.tolist() == [7, 7, 7, 2, 2, 2]
+    assert torch.equal(z, class_sheet_inputs(4, 10, classes=[7, 2], per_class=3, seed=1)[0])
+    assert not torch.equal(z, class_sheet_inputs(4, 10, classes=[7, 2], per_class=3, seed=2)[0])
+    with pytest.raises(ValueError, match="out of range"):
+        class_sheet_inputs(4, 10, classes=[10])
+    with pytest.raises(ValueError, match="empty"):
+        class_sheet_inputs(4, 10, classes=[])
+    with pytest.raises(ValueError, match="positive"):
+        class_sheet_inputs(4, 10, threshold=0.0)
+
+
+# ---- interpolation_inputs
+
+@settings(max_examples=15)
+@given(mode=st.sampled_from(["z", "class"]), n_rows=st.integers(1, 4), steps=st.integers(2, 6),
+       threshold=st.one_of(st.none(), st.floats(0.2, 2.0)), seed=st.integers(0, 2**31),
+       classes=st.one_of(st.none(), st.lists(st.integers(0, 9), min_size=2, max_size=4)))
+def test_interpolation_endpoints_and_linearity(G, mode, n_rows, steps, threshold, seed, classes):
+    z, e = interpolation_inputs(G, mode, n_rows=n_rows, steps=steps, threshold=threshold, seed=seed, classes=classes)
+    z, e = (rearrange(a, "(r s) d -> r s d", r=n_rows) for a in (z, e))
+    assert z.shape == (n_rows, steps, G.cfg.z_dim) and e.shape == (n_rows, steps, G.cfg.shared_dim)
+    moving, fixed = (z, e) if mode == "z" else (e, z)
+    assert (fixed == fixed[:, :1]).all()
+    t = torch.linspace(0, 1, steps)[None, :, None]
+    a, b = moving[:, :1], moving[:, -1:]
+    torch.testing.assert_close(moving, (1 - t) * a + t * b)  # every column on the segment a -> b
+    with torch.no_grad():
+        table = G.shared.weight
+        # endpoint embeddings are exactly rows of the shared table (= G.shared(y) of the endpoint classes)
+        ends = [e[:, 0]] + ([e[:, -1]] if mode == "class" else [])
+        for end in ends:
+            assert all((table == row).all(1).any() for row in end)
+        if classes is not None:
+            r = torch.arange(n_rows)
+            ids = torch.tensor(classes)
+            assert torch.equal(e[:, 0], G.shared(ids[r % len(ids)]))
+            if mode == "class":
+                assert torch.equal(e[:, -1], G.shared(ids[(r + 1) % len(ids)]))
+        elif mode == "class":  # default pairs are two different classes
+            assert not (e[:, 0] == e[:, -1]).all(1).any()
+    if threshold is not None:
+        assert z.abs().max() <= threshold
+
+
+def test_interpolation_bad_input(G):
+    with pytest.raises(ValueError, match="'z'.*'class'"):
+        interpolation_inputs(G, "w")
+    with pytest.raises(ValueError, match="at least 2 class"):
+        interpolation_inputs(G, "class", classes=[3])
+    with pytest.raises(ValueError, match="out of range"):
+        interpolation_inputs(G, "z", classes=[12])
+    with pytest.raises(ValueError, match="steps"):
+        interpolation_inputs(G, "z", steps=1)
+
+
+# ---- generate
+
+def test_generate_in_chunks_equals_one_batch(G):
+    z, y = class_sheet_inputs(G.cfg.z_dim, G.cfg.n_classes, classes=[0, 9], per_class=3, seed=3)
+    with torch.no_grad():
+        ref = G(z, y)
+    for batch_size in (1, 4, 6, 100):  # single images, uneven chunks, exact fit, one oversized chunk
+        out = generate(G, z, y, batch_size=batch_size)
+        assert out.shape == (6, 3, 32, 32) and out.dtype == torch.float32 and out.device.type == "cpu"
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert not G.training
+
+
+def test_generate_with_embeddings_and_mode_untouched(G):
+    z, y = class_sheet_inputs(G.cfg.z_dim, G.cfg.n_classes, classes=[1, 4], per_class=2)
+    with torch.no_grad():
+        e = G.shared(y)
+    torch.testing.assert_close(generate(G, z, e, batch_size=3), generate(G, z, y, batch_size=3))
+    G_train = copy.deepcopy(G).train()  # a copy: training forwards change BN/SN buffers
+    generate(G_train, z, y)
+    assert G_train.training  # generate leaves the mode to the caller
+    with pytest.raises(ValueError, match="as many z as y"):
+        generate(G, z, y[:-1])
+    with pytest.raises(ValueError, match="batch_size"):
+        generate(G, z, y, batch_size=0)
