@@ -1,0 +1,128 @@
+"""BigGAN and BigGAN-deep generators (Brock et al. 2018, §3 and App. B, Tables 4-9, Fig. 15-16).
+
+BigGAN: the latent z is split into equal chunks ("skip-z", §3): chunk 0 feeds the first linear layer, and
+chunk i is concatenated with the shared class embedding to condition every BatchNorm of block i. Each
+stage is one residual up-block (Fig. 15b).
+
+BigGAN-deep: the whole z is concatenated with the shared embedding and the same vector conditions every
+block. Each stage has two bottleneck blocks (Fig. 16b: 1x1 reduce by 4, two 3x3, 1x1 expand); skips keep
+the identity: channels are dropped (x[:, :out]) rather than mixed by a 1x1 conv.
+
+Both: spectral norm on every conv/linear (§3: SN in G too), conditional BN with a shared embedding,
+one self-attention block at `cfg.g_attn`, orthogonal init, tanh output in [-1, 1].
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from nanobiggan.attention import SelfAttention
+from nanobiggan.cbn import ConditionalBatchNorm2d
+from nanobiggan.config import Config
+from nanobiggan.spectral_norm import SNConv2d, SNLinear, SpectralNorm
+
+
+def upsample(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2, mode="nearest")  # (n c h w) -> (n c 2h 2w)
+
+
+class GBlock(nn.Module):
+    """BigGAN residual up-block (Fig. 15b): CBN-ReLU-up-conv3x3-CBN-ReLU-conv3x3, + up-conv1x1 skip."""
+
+    def __init__(self, cin: int, cout: int, cfg: Config):
+        super().__init__()
+        bn = dict(cond_dim=cfg.cond_dim, eps=cfg.bn_eps, sn_eps=cfg.sn_eps, sn_num_svs=cfg.sn_num_svs)
+        self.bn1, self.bn2 = ConditionalBatchNorm2d(cin, **bn), ConditionalBatchNorm2d(cout, **bn)
+        self.conv1 = SNConv2d(cin, cout, 3, padding=1, **cfg.sn)
+        self.conv2 = SNConv2d(cout, cout, 3, padding=1, **cfg.sn)
+        self.conv_sc = SNConv2d(cin, cout, 1, **cfg.sn)
+
+    def forward(self, x, c):
+        h = self.conv1(upsample(F.relu(self.bn1(x, c))))
+        h = self.conv2(F.relu(self.bn2(h, c)))
+        # A 1x1 conv commutes with nearest upsampling: convolve at low resolution, 4x fewer FLOPs.
+        return h + upsample(self.conv_sc(x))
+
+
+class DeepGBlock(nn.Module):
+    """BigGAN-deep bottleneck block (Fig. 16b); upsamples only if `up` (the second block of a stage)."""
+
+    def __init__(self, cin: int, cout: int, up: bool, cfg: Config):
+        super().__init__()
+        hid, self.cout, self.up = cin // 4, cout, up
+        bn = dict(cond_dim=cfg.cond_dim, eps=cfg.bn_eps, sn_eps=cfg.sn_eps, sn_num_svs=cfg.sn_num_svs)
+        self.bn1, self.bn2 = ConditionalBatchNorm2d(cin, **bn), ConditionalBatchNorm2d(hid, **bn)
+        self.bn3, self.bn4 = ConditionalBatchNorm2d(hid, **bn), ConditionalBatchNorm2d(hid, **bn)
+        self.conv1 = SNConv2d(cin, hid, 1, **cfg.sn)
+        self.conv2 = SNConv2d(hid, hid, 3, padding=1, **cfg.sn)
+        self.conv3 = SNConv2d(hid, hid, 3, padding=1, **cfg.sn)
+        self.conv4 = SNConv2d(hid, cout, 1, **cfg.sn)
+
+    def forward(self, x, c):
+        h = self.conv1(F.relu(self.bn1(x, c)))
+        h = F.relu(self.bn2(h, c))
+        x = x[:, : self.cout]  # identity-preserving skip: drop channels, no 1x1 conv
+        if self.up:
+            h, x = upsample(h), upsample(x)
+        h = self.conv2(h)
+        h = self.conv3(F.relu(self.bn3(h, c)))
+        h = self.conv4(F.relu(self.bn4(h, c)))
+        return h + x
+
+
+class Generator(nn.Module):
+    """G(z, y) -> images (n 3 R R) in [-1, 1]; z (n cfg.z_dim), y (n,) class ids."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg, w = cfg, cfg.g_widths
+        self.shared = nn.Embedding(cfg.n_classes, cfg.shared_dim)  # no SN, no ortho reg (§3)
+        lin_in = cfg.z_dim + cfg.shared_dim if cfg.deep else cfg.z_chunk_size
+        self.linear = SNLinear(lin_in, 4 * 4 * w[0], **cfg.sn)
+        self.blocks = nn.ModuleList()
+        res = 4
+        for i in range(cfg.n_g_stages):
+            res *= 2
+            if cfg.deep:
+                self.blocks.append(DeepGBlock(w[i], w[i], up=False, cfg=cfg))
+                self.blocks.append(DeepGBlock(w[i], w[i + 1], up=True, cfg=cfg))
+            else:
+                self.blocks.append(GBlock(w[i], w[i + 1], cfg))
+            if res == cfg.g_attn:
+                self.blocks.append(SelfAttention(w[i + 1], sn_eps=cfg.sn_eps, sn_num_svs=cfg.sn_num_svs))
+        self.out_bn = nn.BatchNorm2d(w[-1], eps=cfg.bn_eps)
+        self.out_conv = SNConv2d(w[-1], 3, 3, padding=1, **cfg.sn)
+        init_orthogonal_(self)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.synthesize(z, self.shared(y))
+
+    def synthesize(self, z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """G from a class *embedding* e (n shared_dim): lets you interpolate between classes (Fig. 8)."""
+        if self.cfg.deep:
+            c = torch.cat([z, e], 1)
+            h, conds = self.linear(c), None
+        else:
+            zs = z.split(self.cfg.z_chunk_size, 1)
+            h, conds = self.linear(zs[0]), iter([torch.cat([zi, e], 1) for zi in zs[1:]])
+        h = rearrange(h, "n (c h w) -> n c h w", h=4, w=4)
+        for block in self.blocks:
+            if isinstance(block, SelfAttention):
+                h = block(h)
+            else:  # BigGAN: chunk i+1 for block i; BigGAN-deep: the same [z, e] for every block
+                h = block(h, c if conds is None else next(conds))
+        return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
+
+
+def init_orthogonal_(model: nn.Module) -> None:
+    """Orthogonal init of every conv/linear/embedding weight (Saxe et al. 2014; BigGAN App. C), zero biases,
+    then spectral-norm vectors converged for the new weights."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)) and not m.weight.is_meta:
+            nn.init.orthogonal_(m.weight)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+        if isinstance(m, SpectralNorm):
+            m.reset_singular_vectors_()

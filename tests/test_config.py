@@ -1,0 +1,56 @@
+import subprocess
+import sys
+
+import pytest
+
+from nanobiggan.config import PAPER_PARAMS, PRESETS, count_params, get_config
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_is_valid_and_derives_z_chunks(name):
+    cfg = get_config(name)
+    assert cfg.z_chunks * cfg.z_chunk_size == cfg.z_dim
+    if not cfg.deep:  # skip-z: one 20-D chunk for the linear layer + one per G stage (§3)
+        assert cfg.z_chunk_size == 20 and cfg.z_chunks == cfg.n_g_stages + 1
+
+
+def test_paper_z_sizes():
+    assert [get_config(f"biggan-{r}").z_dim for r in (128, 256, 512)] == [120, 140, 160]
+    assert get_config("biggan-deep-128").z_dim == 128 and get_config("cifar10").z_dim == 80
+
+
+def test_cifar10_recipe():
+    cfg = get_config("cifar10")
+    assert cfg.g_widths == (384,) * 4 and cfg.d_widths == (192,) * 4
+    assert (cfg.g_attn, cfg.d_attn, cfg.batch_size, cfg.g_lr, cfg.d_lr, cfg.ortho_beta) == (16, 16, 64, 2e-4, 2e-4, 1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_PARAMS))
+def test_param_counts_match_paper_within_1_percent(name):
+    g, d = count_params(get_config(name))
+    paper_g, paper_d = PAPER_PARAMS[name]
+    assert abs(g / 1e6 - paper_g) / paper_g < 0.01, g
+    assert abs(d / 1e6 - paper_d) / paper_d < 0.01, d
+
+
+def test_overrides_and_errors_name_the_field():
+    assert get_config("cifar10", g_lr=1e-3).g_lr == 1e-3
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        get_config("nope")
+    with pytest.raises(ValueError, match="unknown config field.*'g_learning_rate'"):
+        get_config("cifar10", g_learning_rate=1)
+    with pytest.raises(ValueError, match="'z_dim'"):
+        get_config("cifar10", z_dim=81)
+    with pytest.raises(ValueError, match="'loss'"):
+        get_config("cifar10", loss="lsgan")
+    with pytest.raises(ValueError, match="'sigma_clamp_ratio'"):
+        get_config("cifar10", sigma_clamp_ratio=2.0)
+    with pytest.raises(ValueError, match="'resolution'"):
+        get_config("cifar10", resolution=48)
+
+
+def test_param_count_command_prints_every_preset():
+    out = subprocess.run([sys.executable, "-m", "nanobiggan.config"], capture_output=True, text=True, check=True).stdout
+    for name in PRESETS:
+        assert name in out
+    assert "70.4M/88.0M" in out and "50.4M/34.6M" in out
