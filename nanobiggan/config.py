@@ -76,7 +76,7 @@ class Config:
     d_steps: int = 2                  # D steps per G step
     ema_decay: float = 0.9999
     ema_start: int = 1000             # EMA starts averaging at this G step (before: a copy)
-    precision: str = "fp32"           # fp32 | bf16 | fp16
+    precision: str = "auto"           # auto (bf16 on GPUs that support it, else fp32) | fp32 | bf16 | fp16
     # --- run bookkeeping
     steps: int = 100_000              # G steps
     seed: int = 0
@@ -149,8 +149,8 @@ class Config:
             bad("g_ch/d_ch", "every channel width must be divisible by 8 (attention uses C/8)")
         if self.loss not in ("hinge", "ns", "wasserstein"):
             bad("loss", f"'{self.loss}' is not one of hinge, ns, wasserstein")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            bad("precision", f"'{self.precision}' is not one of fp32, bf16, fp16")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            bad("precision", f"'{self.precision}' is not one of auto, fp32, bf16, fp16")
         if self.dataset not in ("cifar10", "folder"):
             bad("dataset", f"'{self.dataset}' is unknown: use cifar10, or folder with --data-dir DIR")
         if not 0.0 <= self.ema_decay < 1.0:

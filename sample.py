@@ -1,0 +1,133 @@
+"""Sample a trained BigGAN: a PNG grid, one row per class (or the classes you ask for).
+
+    python sample.py --truncation 0.5                         # newest run's last.pt, EMA weights
+    python sample.py --checkpoint runs/cifar10-tiny/best.pt --class cat dog --n 16 --out cats_dogs.png
+    python sample.py --interp class --truncation 0.7          # the paper's Fig. 8/9 interpolation sheets
+
+The protocol (GUIDE §4 items 2-3): the EMA generator, standing statistics recomputed at the requested
+truncation (App. C.1), so an image depends only on its own z and class, never on the batch it came in.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", help="a checkpoint file or run directory (default: newest runs/*/last.pt)")
+    p.add_argument("--truncation", type=float, default=None,
+                   help="resample |z| > threshold (the paper's truncation trick); omit for none")
+    p.add_argument("--class", dest="classes", nargs="+", default=None, help="class ids or names (default: all)")
+    p.add_argument("--n", type=int, default=10, help="images per class (columns)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output PNG (default: <run dir>/sample.png)")
+    p.add_argument("--interp", choices=("z", "class"), default=None, help="write an interpolation sheet")
+    p.add_argument("--no-ema", action="store_true", help="use the raw G weights instead of the EMA")
+    p.add_argument("--standing-batches", type=int, default=None, help="batches for standing statistics")
+    p.add_argument("--standing-batch-size", type=int, default=64, help="batch size of the standing-statistics "
+                   "forwards (App. C.1); the images depend on it, so it is not tied to --batch-size")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward when sampling (memory only: "
+                   "the output does not depend on it)")
+    p.add_argument("--device", default="cpu")
+    return p.parse_args(argv)
+
+
+def find_checkpoint(arg: str | None) -> Path:
+    from nanobiggan.checkpoint import CheckpointManager
+    if arg is None:
+        candidates = sorted(Path("runs").glob("*/last.pt"), key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise FileNotFoundError("no checkpoint found under runs/*/last.pt: train one first "
+                                    "(python train.py --dataset cifar10 --preset cifar10-tiny) "
+                                    "or pass --checkpoint PATH")
+        return candidates[-1]
+    path = Path(arg)
+    if path.is_dir():
+        found = CheckpointManager(path).latest()
+        if found is None:
+            raise FileNotFoundError(f"{path} holds no checkpoint (last.pt or step_*.pt)")
+        return found
+    return path
+
+
+def resolve_classes(names: list[str] | None, classes: list[str]) -> list[int] | None:
+    """Class ids or names -> ids, with a clear error for anything out of range or unknown."""
+    if names is None:
+        return None
+    ids = []
+    for name in names:
+        if name.lstrip("-").isdigit():
+            i = int(name)
+            if not 0 <= i < len(classes):
+                raise ValueError(f"class id {i} is out of range: this model has classes 0..{len(classes) - 1}")
+        elif name in classes:
+            i = classes.index(name)
+        else:
+            raise ValueError(f"unknown class {name!r}: use an id 0..{len(classes) - 1} or one of "
+                             f"{', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''}")
+        ids.append(i)
+    return ids
+
+
+def load_generator(ckpt: Path, ema: bool = True, device="cpu"):
+    """(G in eval mode, config, class names) from a nanobiggan checkpoint."""
+    from nanobiggan import Generator, get_config
+    from nanobiggan.checkpoint import load_checkpoint
+    from nanobiggan.data import CIFAR10_CLASSES
+    state = load_checkpoint(ckpt)
+    saved = dict(state["config"])
+    cfg = get_config(saved.pop("name"), **saved)
+    G = Generator(cfg)
+    G.load_state_dict(state["G_ema"]["model"] if ema else state["G"])
+    classes = list(CIFAR10_CLASSES) if cfg.dataset == "cifar10" else state.get("classes") or \
+        [str(i) for i in range(cfg.n_classes)]
+    return G.to(device).eval(), cfg, classes
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from nanobiggan.ema import standing_stats
+    from nanobiggan.sampling import class_sheet_inputs, generate, interpolation_inputs, save_grid
+    from nanobiggan.truncation import truncated_normal
+    try:
+        if args.truncation is not None:
+            truncated_normal((1,), args.truncation)  # validates: > 0, finite
+        for flag in ("n", "batch_size", "standing_batch_size", "standing_batches"):
+            value = getattr(args, flag)
+            if value is not None and value < 1:
+                raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+        ckpt = find_checkpoint(args.checkpoint)
+        G, cfg, classes = load_generator(ckpt, ema=not args.no_ema, device=args.device)
+        ids = resolve_classes(args.classes, classes)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+
+    # Standing statistics (App. C.1) at this truncation: BN sees the inputs it will be used on.
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    n = args.standing_batch_size
+    standing_stats(G, lambda: (truncated_normal((n, cfg.z_dim), args.truncation, generator=gen).to(args.device),
+                               torch.randint(0, cfg.n_classes, (n,), generator=gen).to(args.device)),
+                   n_batches=args.standing_batches or cfg.standing_batches)
+    out = Path(args.out) if args.out else ckpt.parent / ("interp.png" if args.interp else "sample.png")
+    try:
+        if args.interp:
+            z, e = interpolation_inputs(G, args.interp, threshold=args.truncation, seed=args.seed, classes=ids,
+                                        device=args.device)
+            images = generate(G, z, e, batch_size=args.batch_size)  # e: class embeddings -> G.synthesize
+            nrow = len(images) // 4 if len(images) % 4 == 0 else int(math.sqrt(len(images)))
+        else:
+            z, y = class_sheet_inputs(cfg.z_dim, cfg.n_classes, classes=ids, per_class=args.n,
+                                      threshold=args.truncation, seed=args.seed, device=args.device)
+            images, nrow = generate(G, z, y, batch_size=args.batch_size), args.n
+        print(save_grid(images, out, nrow=nrow))
+    except ValueError as e:  # e.g. --interp class with a single --class, --out not ending in .png
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""sample.py: PNG grids from a checkpoint's EMA generator with standing statistics, so that an image depends on
+its own z and class only, never on the batch it was generated in; and one `error: ...` line per bad input."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+import sample  # noqa: E402
+
+from nanobiggan.checkpoint import CheckpointManager, load_checkpoint  # noqa: E402
+from nanobiggan.config import get_config  # noqa: E402
+from nanobiggan.ema import standing_stats  # noqa: E402
+from nanobiggan.sampling import generate  # noqa: E402
+from nanobiggan.trainer import Trainer, batches_for  # noqa: E402
+
+FAST = ["--standing-batches", "2", "--standing-batch-size", "8"]
+
+
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run directory with one checkpoint after one training step, EMA averaging (so G_ema != G)."""
+    cfg = get_config("cifar10-tiny", g_ch=8, d_ch=8, batch_size=8, d_steps=1, ema_start=0, ema_decay=0.5,
+                     precision="fp32")
+    tr = Trainer(cfg)
+    g = torch.Generator().manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.rand(16, 3, 32, 32, generator=g) * 2 - 1, torch.arange(16) % 10)
+    tr.train_step(batches_for(tr, data))
+    out = tmp_path_factory.mktemp("run")
+    CheckpointManager(out).save({**tr.state_dict(), "classes": ["airplane", "automobile", "bird", "cat", "deer",
+                                                                "dog", "frog", "horse", "ship", "truck"]}, 1)
+    return out
+
+
+def png(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def grid_shape(rows, cols, res=32, pad=2):
+    return rows * (res + pad) + pad, cols * (res + pad) + pad, 3
+
+
+def test_writes_one_row_per_class(run_dir, tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    sample.main(["--checkpoint", str(run_dir), "--n", "3", "--truncation", "0.5", "--out", str(out), *FAST])
+    assert png(out).shape == grid_shape(10, 3) and str(out) in capsys.readouterr().out
+    assert png(out).std() > 0  # not a blank sheet
+    sample.main(["--checkpoint", str(run_dir / "last.pt"), "--class", "cat", "1", "--n", "2", *FAST])
+    assert png(run_dir / "sample.png").shape == grid_shape(2, 2)  # default --out: beside the checkpoint
+
+
+def test_same_z_same_image_whatever_the_batch_size(run_dir, tmp_path):
+    for b in (4, 32):
+        sample.main(["--checkpoint", str(run_dir), "--n", "5", "--seed", "3", "--truncation", "0.7",
+                     "--batch-size", str(b), "--out", str(tmp_path / f"b{b}.png"), *FAST])
+    a, b = png(tmp_path / "b4.png").astype(int), png(tmp_path / "b32.png").astype(int)
+    assert np.abs(a - b).max() <= 1  # equal up to a float rounding across a uint8 boundary
+
+
+def test_generate_is_batch_size_independent_after_standing_stats(run_dir):
+    G, cfg, classes = sample.load_generator(run_dir / "last.pt")
+    gen = torch.Generator().manual_seed(0)
+    standing_stats(G, lambda: (torch.randn(8, cfg.z_dim, generator=gen), torch.randint(0, 10, (8,), generator=gen)),
+                   n_batches=3)
+    z, y = torch.randn(12, cfg.z_dim, generator=gen), torch.randint(0, 10, (12,), generator=gen)
+    ref = generate(G, z, y, batch_size=12)
+    for b in (1, 5):
+        torch.testing.assert_close(generate(G, z, y, batch_size=b), ref, rtol=0, atol=1e-5)
+    G.train()  # the failure this prevents: train-mode BN makes an image depend on its batch
+    assert not torch.allclose(generate(G, z, y, batch_size=4), generate(G, z, y, batch_size=12), atol=1e-3)
+
+
+def test_loads_ema_weights_by_default(run_dir):
+    state = load_checkpoint(run_dir / "last.pt")
+    ema, _, classes = sample.load_generator(run_dir / "last.pt")
+    raw, _, _ = sample.load_generator(run_dir / "last.pt", ema=False)
+    assert not ema.training and classes[3] == "cat"
+    assert all(torch.equal(v, state["G_ema"]["model"][k]) for k, v in ema.state_dict().items())
+    assert all(torch.equal(v, state["G"][k]) for k, v in raw.state_dict().items())
+    assert not torch.equal(ema.linear.weight, raw.linear.weight)
+
+
+@pytest.mark.parametrize("mode", ["z", "class"])
+def test_interpolation_sheets(run_dir, tmp_path, mode):
+    out = tmp_path / f"{mode}.png"
+    sample.main(["--checkpoint", str(run_dir), "--interp", mode, "--out", str(out), *FAST])
+    assert png(out).shape == grid_shape(4, 8)  # 4 rows of 8 steps (Fig. 8/9)
+
+
+def error_of(argv) -> str:
+    with pytest.raises(SystemExit) as e:
+        sample.main(argv)
+    msg = e.value.code
+    assert isinstance(msg, str) and msg.startswith("error: ") and "\n" not in msg, msg
+    return msg
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--truncation", "0"], "truncation"), (["--truncation", "-1"], "truncation"),
+    (["--truncation", "nan"], "truncation"),
+    (["--class", "10"], "out of range"), (["--class", "-1"], "out of range"),
+    (["--class", "unicorn"], "unknown class 'unicorn'"),
+    (["--n", "0"], "--n"), (["--batch-size", "0"], "--batch-size"), (["--standing-batches", "0"], "--standing-batches"),
+    (["--interp", "class", "--class", "3"], "at least 2 class ids"),
+    (["--out", "sheet.jpg"], "PNG"),
+])
+def test_bad_sampling_arguments(run_dir, extra, expected):
+    assert expected in error_of(["--checkpoint", str(run_dir), *FAST, *extra])
+
+
+def test_bad_checkpoints(tmp_path, monkeypatch):
+    assert "no checkpoint at" in error_of(["--checkpoint", str(tmp_path / "missing.pt")])
+    assert "holds no checkpoint" in error_of(["--checkpoint", str(tmp_path)])
+    (tmp_path / "notes.pt").write_text("these are not weights\n")
+    assert "not a readable nanobiggan checkpoint" in error_of(["--checkpoint", str(tmp_path / "notes.pt")])
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    assert "foreign checkpoint" in error_of(["--checkpoint", str(tmp_path / "foreign.pt")])
+    monkeypatch.chdir(tmp_path)  # no runs/*/last.pt here
+    assert "no checkpoint found" in error_of([])

@@ -1,0 +1,218 @@
+"""train.py end to end on a fake CIFAR-10: a bit-exact resume in a fresh process, a real 2-process DDP run
+(torchrun, gloo, CPU), and one clear message for every bad input."""
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+import train  # noqa: E402
+
+from nanobiggan.checkpoint import load_checkpoint  # noqa: E402
+
+
+
+
+def env():
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory):
+    """A fake CIFAR-10 in the official python-batch format: 5 train batches of 8 random images, 1 test batch."""
+    root = tmp_path_factory.mktemp("cifar")
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (8, 3072), dtype=np.uint8), b"labels": rng.integers(0, 10, 8).tolist()}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    return root
+
+
+def tiny_args(cifar, out, *extra):
+    return ["--dataset", "cifar10", "--data-dir", str(cifar), "--preset", "cifar10-tiny", "--g-ch", "8",
+            "--d-ch", "8", "--batch-size", "8", "--d-steps", "1", "--precision", "fp32", "--device", "cpu",
+            "--log-every", "1", "--out-dir", str(out), *extra]
+
+
+def assert_same(a, b, path="state"):
+    """Recursive torch.equal over nested dicts/lists of tensors and plain values."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{path}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    else:
+        assert a == b, path
+
+
+# ---------------------------------------------------------------- resume
+
+def test_interrupted_then_resumed_run_is_bit_exact(cifar, tmp_path):
+    """4 steps straight vs 2 steps, then `python train.py --resume` in a fresh process to 4: G, D, G_ema, both
+    optimizers, the RNG and the logged losses are equal. Sheets must not disturb the random stream: the cut run
+    draws one at step 2 (its last step) that the straight run does not draw (it draws at 3 and 4). EMA averages
+    from step 1, and random flips draw from the global RNG."""
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    common = ["--ckpt-every", "2", "--sample-every", "3", "--ema-start", "1", "--hflip", "true"]
+    train.main(tiny_args(cifar, full, "--steps", "4", *common))
+    train.main(tiny_args(cifar, cut, "--steps", "2", *common))
+    assert sorted(p.name for p in cut.glob("*.pt")) == ["last.pt", "step_00000002.pt"]
+    proc = subprocess.run([sys.executable, "train.py", "--resume", str(cut), "--steps", "4", "--device", "cpu"],
+                          cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "resumed from" in proc.stdout and "at step 2" in proc.stdout
+
+    a, b = load_checkpoint(full / "last.pt"), load_checkpoint(cut / "last.pt")
+    assert a["step"] == b["step"] == 4 and a["batches_drawn"] == b["batches_drawn"] == 4
+    for key in ("G", "D", "G_ema", "opt_g", "opt_d", "scaler", "rng"):
+        assert_same(a[key], b[key], key)
+    assert_same(load_checkpoint(full / "step_00000002.pt")["G"], load_checkpoint(cut / "step_00000002.pt")["G"])
+    assert (full / "samples" / "step_00000004.png").read_bytes() == (cut / "samples" / "step_00000004.png").read_bytes()
+    # the resumed run appended to the same log; every logged number but the throughput matches
+    logs = [[json.loads(line) for line in (d / "log.jsonl").read_text().splitlines()] for d in (full, cut)]
+    assert [r["step"] for r in logs[1]] == [1, 2, 3, 4]
+    for ra, rb in zip(*logs):
+        assert {k: v for k, v in ra.items() if k != "img_per_s"} == {k: v for k, v in rb.items() if k != "img_per_s"}
+    # what a run directory holds
+    assert sorted(p.name for p in (full / "samples").iterdir()) == ["step_00000003.png", "step_00000004.png"]
+    assert (cut / "samples" / "step_00000002.png").is_file()
+    assert {"losses.png", "sigma0_G.png", "sigma0_D.png"} <= {p.name for p in (full / "plots").iterdir()}
+    assert any(k.startswith("sigma0/G.") for k in logs[0][0]) and any(k.startswith("sigma0/D.") for k in logs[0][0])
+    assert a["classes"][:2] == ["airplane", "automobile"]
+
+
+# ---------------------------------------------------------------- DDP: torchrun, gloo, 2 CPU processes
+
+DDP_HELPER = """
+    # train.py's main() under torchrun, keeping a handle on each rank's trainer to dump its final state
+    import os, sys, torch
+    import train
+    seen, run = {}, train.run
+    train.run = lambda trainer, *a, **k: (seen.setdefault("t", trainer), run(trainer, *a, **k))
+    train.main(sys.argv[1:])
+    t = seen["t"]
+    bns = [m for m in t.g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    torch.save({"G": t.g.state_dict(), "bn": sorted({type(m).__name__ for m in bns}),
+                "ddp": type(t.G).__name__, "world": t.world, "rng": torch.get_rng_state()},
+               os.path.join(os.environ["DUMP_DIR"], "rank%s.pt" % os.environ["RANK"]))
+"""
+
+
+def test_ddp_two_processes_gloo(cifar, tmp_path):
+    """torchrun --nproc_per_node 2: the run completes, rank 0 alone writes the log and checkpoints, G's BNs are
+    cross-replica, and after training both ranks hold identical G weights AND identical BN running statistics
+    although they drew different z (proof that BN statistics were reduced across the two processes)."""
+    helper, out = tmp_path / "ddp_helper.py", tmp_path / "run"
+    helper.write_text(textwrap.dedent(DDP_HELPER))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(helper),
+           *tiny_args(cifar, out, "--steps", "2")]
+    proc = subprocess.run(cmd, cwd=REPO, env={**env(), "DUMP_DIR": str(tmp_path)}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert proc.stdout.count("done: 2 steps") == 1 and "world 2" in proc.stdout  # only rank 0 prints
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert [r["world"] for r in ranks] == [2, 2] and {r["ddp"] for r in ranks} == {"DistributedDataParallel"}
+    # torch's SyncBatchNorm is GPU-only (kernels; DDP refuses it on CPU): on CPU, trainer.CrossReplicaBatchNorm
+    assert [r["bn"] for r in ranks] == [["CrossReplicaBatchNorm"]] * 2
+    assert not torch.equal(ranks[0]["rng"], ranks[1]["rng"])  # each rank draws its own noise
+    assert_same(ranks[0]["G"], ranks[1]["G"], "G")  # weights and BN running stats agree across ranks
+    assert any("running_mean" in k for k in ranks[0]["G"])
+    # rank 0 alone wrote: one record per step (two writers would duplicate them), one set of checkpoints
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    assert sorted(p.name for p in out.glob("*.pt")) == ["last.pt", "step_00000002.pt"]
+    ckpt = load_checkpoint(out / "last.pt")
+    assert_same(ckpt["G"], ranks[0]["G"])
+    from nanobiggan import Generator, get_config
+    saved = dict(ckpt["config"])
+    Generator(get_config(saved.pop("name"), **saved)).load_state_dict(ckpt["G"])  # plain BN keys: sample.py loads it
+
+
+# ---------------------------------------------------------------- bad input: one clear line each
+
+def error_of(argv) -> str:
+    with pytest.raises(SystemExit) as e:
+        train.main(argv)
+    msg = e.value.code
+    assert isinstance(msg, str) and msg.startswith("error: ") and "\n" not in msg, msg
+    return msg
+
+
+@pytest.mark.parametrize("flag, value, field", [
+    ("--loss", "lsgan", "'loss'"), ("--batch-size", "0", "'batch_size'"), ("--z-dim", "81", "'z_dim'"),
+    ("--dataset", "imagenet", "'dataset'"), ("--precision", "fp8", "'precision'"), ("--preset", "nope", "preset"),
+    ("--ckpt-every", "0", "'ckpt_every'"), ("--sample-every", "0", "'sample_every'"), ("--g-lr", "-1", "'g_lr'"),
+])
+def test_invalid_value_names_the_field(tmp_path, flag, value, field):
+    assert field in error_of(["--device", "cpu", "--out-dir", str(tmp_path), flag, value])
+
+
+def test_batch_size_not_divisible_by_accumulation(tmp_path):
+    assert "'batch_size'" in error_of(["--batch-size", "6", "--grad-accum", "4"])
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--bogus", "1"], "--bogus"),
+    (["--sample-ever", "10"], "--sample-ever"),  # no prefix matching: a typo is not --sample-every
+    (["--batch-size", "abc"], "--batch-size"),
+    (["--hflip", "maybe"], "--hflip"),
+])
+def test_argparse_errors_exit_2_naming_the_flag(argv, named, capsys):
+    with pytest.raises(SystemExit) as e:
+        train.main(argv)
+    assert e.value.code == 2
+    assert named in capsys.readouterr().err
+
+
+def test_missing_cifar_offline_fails_fast_with_instructions(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    empty = tmp_path / "empty"
+    t0 = time.perf_counter()
+    msg = error_of(["--device", "cpu", "--data-dir", str(empty), "--out-dir", str(tmp_path / "o")])
+    assert time.perf_counter() - t0 < 10
+    assert "CIFAR-10 not found" in msg and "download failed" in msg and str(empty) in msg
+    assert "--data-dir" in msg and "NANOBIGGAN_DATA" in msg
+    assert not [p for p in empty.rglob("*") if p.is_file()]  # no partial download left behind
+
+
+def test_dataset_errors(tmp_path, cifar):
+    assert "does not exist" in error_of(["--device", "cpu", "--dataset", "folder", "--data-dir", str(tmp_path / "x"),
+                                         "--preset", "biggan-64", "--g-ch", "8", "--d-ch", "8"])
+    # 40 images cannot fill one batch of 64
+    assert "fewer than one batch" in error_of(tiny_args(cifar, tmp_path / "o", "--batch-size", "64"))
+
+
+def test_resume_errors(tmp_path):
+    assert "does not exist" in error_of(["--resume", str(tmp_path / "missing")])
+    (tmp_path / "empty").mkdir()
+    assert "no checkpoint in" in error_of(["--resume", str(tmp_path / "empty")])
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    assert "not a readable nanobiggan checkpoint" in error_of(["--resume", str(tmp_path / "junk.pt")])
+    assert "no run log" in error_of(["--plots", str(tmp_path / "missing")])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_errors():
+    assert "no CUDA GPU" in error_of(["--device", "cuda"])
+    assert "choose auto, cpu, cuda or mps" in error_of(["--device", "tpu"])

@@ -1,0 +1,319 @@
+"""Trainer: what one BigGAN step may and may not change, and the optional paths (ortho, EMA, accumulation,
+precision, R1, σ-clamp), each against a reference (an explicit formula, autograd, svdvals, a plain BatchNorm).
+
+"D steps do not change G" means: G's parameters and G's spectral-norm vectors u, v, sv are bit-identical
+(G's fakes are made under no_grad, and SN iterates only for a weight being trained, spectral_norm.sn_weight)
+and no G gradient exists. G's BatchNorm running statistics DO change: G runs in train mode, so its BNs
+normalise with batch statistics and update their running averages, as in the paper's code. They are not
+trained weights, and sampling replaces them with standing statistics anyway (App. C.1).
+"""
+import copy
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nanobiggan.attention import SelfAttention
+from nanobiggan.config import get_config
+from nanobiggan.ortho import ortho_grad, ortho_parameters
+from nanobiggan.spectral_norm import spectral_modules
+from nanobiggan.trainer import Batches, CrossReplicaBatchNorm, Trainer, batches_for
+
+
+
+
+def tiny(**kw):
+    base = dict(g_ch=8, d_ch=8, batch_size=8, d_steps=1, precision="fp32")
+    return get_config("cifar10-tiny", **{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def data():
+    """32 random 'real' images in [-1, 1] with labels: what CIFAR10.__getitem__ yields."""
+    g = torch.Generator().manual_seed(0)
+    return torch.utils.data.TensorDataset(torch.rand(32, 3, 32, 32, generator=g) * 2 - 1,
+                                          torch.randint(0, 10, (32,), generator=g))
+
+
+def clones(named):
+    return {k: v.detach().clone() for k, v in named}
+
+
+def changed(before: dict, module_named) -> set[str]:
+    return {k for k, v in module_named if not torch.equal(before[k], v)}
+
+
+def gated_by_gamma(model) -> set[str]:
+    """The attention convs: with SA-GAN's γ = 0 at init their first gradient is exactly 0 (γ itself moves)."""
+    return {f"{n}.{k}" for n, m in model.named_modules() if isinstance(m, SelfAttention)
+            for k, _ in m.named_parameters() if k != "gamma"}
+
+
+def sn_buffers(model) -> dict:
+    return {f"{n}.{b}": getattr(m, b).clone() for n, m in spectral_modules(model).items() for b in ("u", "v", "sv")}
+
+
+# ---------------------------------------------------------------- the real-data stream
+
+@settings(max_examples=25)
+@given(n=st.integers(4, 40), bs=st.integers(1, 5), world=st.integers(1, 3), start=st.integers(0, 12),
+       seed=st.integers(0, 3))
+def test_batches_shard_and_resume(n, bs, world, start, seed):
+    ds = torch.utils.data.TensorDataset(torch.arange(n), torch.zeros(n, dtype=torch.long))
+    if n < bs * world:
+        with pytest.raises(ValueError, match="fewer than one batch"):
+            Batches(ds, bs, seed, world=world)
+        return
+    rng = torch.get_rng_state()
+    streams = [Batches(ds, bs, seed, rank=r, world=world) for r in range(world)]
+    per_epoch = n // (bs * world)
+    drawn = [[next(s)[0].tolist() for _ in range(start + 3)] for s in streams]
+    assert torch.equal(rng, torch.get_rng_state())  # the loader never touches the global RNG
+    assert all(len(b) == bs for rank in drawn for b in rank) and streams[0].drawn == start + 3
+    for epoch in range(len(drawn[0]) // per_epoch):  # within an epoch no index is seen twice, on any rank
+        seen = [i for rank in drawn for b in rank[epoch * per_epoch:(epoch + 1) * per_epoch] for i in b]
+        assert len(seen) == len(set(seen))
+    # A stream restarted after `start` batches continues exactly where the uninterrupted one went.
+    resumed = [Batches(ds, bs, seed, rank=r, world=world, start=start) for r in range(world)]
+    for r in range(world):
+        assert [next(resumed[r])[0].tolist() for _ in range(3)] == drawn[r][start:]
+
+
+# ---------------------------------------------------------------- what a step changes
+
+def test_train_step_changes_every_G_and_D_parameter(data):
+    tr = Trainer(tiny())
+    g0, d0 = clones(tr.g.named_parameters()), clones(tr.d.named_parameters())
+    stats = tr.train_step(batches_for(tr, data))
+    assert set(stats) == {"d_loss", "d_real", "d_fake", "g_loss"}
+    assert all(torch.isfinite(torch.tensor(v)) for v in stats.values()) and tr.step == 1
+    assert changed(g0, tr.g.named_parameters()) == set(g0)  # (ortho moves G's attention convs on step 1)
+    assert gated_by_gamma(tr.d) and changed(d0, tr.d.named_parameters()) == set(d0) - gated_by_gamma(tr.d)
+
+
+def test_d_step_does_not_change_G(data):
+    tr = Trainer(tiny())
+    g0, d0, g_sn, d_sn = (clones(tr.g.named_parameters()), clones(tr.d.named_parameters()),
+                          sn_buffers(tr.g), sn_buffers(tr.d))
+    bn0 = {k: v for k, v in clones(tr.g.named_buffers()).items() if "running" in k}
+    tr.d_step(batches_for(tr, data))
+    assert not changed(g0, tr.g.named_parameters())
+    assert all(torch.equal(v, sn_buffers(tr.g)[k]) for k, v in g_sn.items())  # SN did not iterate on G
+    assert all(p.grad is None for p in tr.g.parameters())
+    # allowed: G's BN running statistics move (train-mode forward), see the module docstring
+    assert changed(bn0, ((k, v) for k, v in tr.g.named_buffers() if k in bn0)) == set(bn0)
+    assert changed(d0, tr.d.named_parameters()) == set(d0) - gated_by_gamma(tr.d)
+    assert any(not torch.equal(v, sn_buffers(tr.d)[k]) for k, v in d_sn.items())  # D's SN did iterate
+
+
+def test_g_step_does_not_change_D(data):
+    tr = Trainer(tiny())
+    tr.d_step(batches_for(tr, data))
+    tr.opt_d.zero_grad(set_to_none=True)
+    g0, d0, d_buf = clones(tr.g.named_parameters()), clones(tr.d.named_parameters()), clones(tr.d.named_buffers())
+    tr.g_step()
+    assert changed(g0, tr.g.named_parameters()) == set(g0)
+    assert not changed(d0, tr.d.named_parameters())
+    assert not changed(d_buf, tr.d.named_buffers())  # D's SN u, v, sv: no power iteration for a frozen D
+    assert all(p.grad is None for p in tr.d.parameters())
+    assert all(p.requires_grad for p in tr.d.parameters())  # D unfrozen again for the next D step
+
+
+# ---------------------------------------------------------------- ortho, EMA, accumulation
+
+def test_ortho_adds_beta_times_its_gradient_once(data):
+    """G's gradient with ortho_beta > 0 minus without = β ∂R/∂W (Eq. 3) on every weight but the shared
+    embedding, added once per step."""
+    beta, grads, after = 1e-2, {}, {}
+    for b in (0.0, beta):
+        tr = Trainer(tiny(ortho_beta=b))  # same seed: same weights, and the same z for the G step
+        before = clones(tr.g.named_parameters())
+        tr.g_step()
+        grads[b] = {k: p.grad.clone() for k, p in tr.g.named_parameters()}
+        after[b] = clones(tr.g.named_parameters())
+    reg = {k for k, _ in ortho_parameters(tr.g)}
+    assert reg and "shared.weight" not in reg
+    for k, w in before.items():
+        expected = beta * ortho_grad(w) if k in reg else torch.zeros_like(w)
+        torch.testing.assert_close(grads[beta][k] - grads[0.0][k], expected, rtol=1e-4, atol=1e-6)
+    # A different G update (Adam's first step is ~lr·sign(grad): it differs where ortho flips a sign).
+    assert changed(after[0.0], after[beta].items())
+
+
+@pytest.mark.parametrize("start", [0, 5])
+def test_ema_after_one_step(data, start):
+    tr = Trainer(tiny(ema_decay=0.5, ema_start=start))
+    p0 = clones(tr.g.named_parameters())
+    tr.train_step(batches_for(tr, data))
+    ema = dict(tr.ema.model.named_parameters())
+    for k, p1 in tr.g.named_parameters():
+        # step 1 >= start = 0: p_ema = 0.5 p0 + 0.5 p1; before `start`, the EMA is a copy of G
+        expected = 0.5 * p0[k] + 0.5 * p1 if start == 0 else p1
+        torch.testing.assert_close(ema[k], expected.detach(), rtol=1e-6, atol=1e-7)
+    ema_buf = dict(tr.ema.model.named_buffers())
+    assert all(torch.equal(ema_buf[k], v) for k, v in tr.g.named_buffers())  # BN/SN state copied, not averaged
+
+
+class FixedInputs:
+    """Stands in for a trainer's z, y sampler (and, in D steps, for G): fixed tensors served in call order,
+    so that grad_accum=1 and grad_accum=2 see the very same samples."""
+
+    def __init__(self, z_dim: int, n: int):
+        g = torch.Generator().manual_seed(1)
+        self.z, self.y = torch.randn(n, z_dim, generator=g), torch.randint(0, 10, (n,), generator=g)
+        self.fakes = torch.rand(n, 3, 32, 32, generator=g) * 2 - 1
+        self.pos, self.last = 0, None
+
+    def zy(self, k):
+        self.last = torch.arange(self.pos, self.pos + k)
+        self.pos += k
+        return self.z[self.last], self.y[self.last]
+
+    def G(self, z, y):
+        return self.fakes[self.last]
+
+
+def test_grad_accum_matches_one_big_batch(data):
+    """D: same real and fake images in 2 micro-batches of 4 or one of 8 -> the same gradient (hinge is a mean,
+    D has no batch statistics; SN iterates once per micro-batch forward, a converged fixed point here).
+    G: with its BNs in eval mode (BN makes micro-batches differ by design), the same gradient, ortho included."""
+    grads = {}
+    for accum in (1, 2):
+        tr = Trainer(tiny(grad_accum=accum, ortho_beta=1e-2))
+        fixed = FixedInputs(tr.cfg.z_dim, 8)
+        tr._zy, tr.G_fwd = fixed.zy, fixed.G
+        d_stats = tr.d_step(batches_for(tr, data))
+        d_grad = {k: p.grad.clone() for k, p in tr.d.named_parameters()}
+        fixed.pos, tr.G_fwd = 0, tr.G
+        tr.g.eval()
+        g_stats = tr.g_step()
+        grads[accum] = d_stats, d_grad, g_stats, {k: p.grad.clone() for k, p in tr.g.named_parameters()}
+    (d1, dg1, g1, gg1), (d2, dg2, g2, gg2) = grads[1], grads[2]
+    assert d1 == pytest.approx(d2, rel=1e-5) and g1 == pytest.approx(g2, rel=1e-5)
+    for one, two in ((dg1, dg2), (gg1, gg2)):  # float sums in another order: tolerance relative to each tensor
+        for k in one:
+            torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-4 * one[k].abs().max().item())
+
+
+def test_grad_accum_full_step_runs(data):
+    tr = Trainer(tiny(grad_accum=2, d_steps=2))
+    assert tr.micro == 4
+    stats = tr.train_step(batches_for(tr, data))
+    assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+
+
+def test_batch_size_must_split_over_accumulation_and_ranks():
+    with pytest.raises(ValueError, match="batch_size"):
+        Trainer(tiny(batch_size=8, grad_accum=2), world=3)
+
+
+# ---------------------------------------------------------------- precision, R1, σ-clamp
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_low_precision_step_on_cpu(data, precision):
+    tr = Trainer(tiny(precision=precision))
+    assert tr.precision == precision and tr.scaler.is_enabled() == (precision == "fp16")
+    g0 = clones(tr.g.named_parameters())
+    stats = tr.train_step(batches_for(tr, data))
+    assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+    assert all(torch.isfinite(p).all() for p in tr.g.parameters())
+    if precision == "bf16":  # fp16: the GradScaler may skip the first steps (scale 2^16 overflows), by design
+        assert changed(g0, tr.g.named_parameters())
+
+
+class Recorder:
+    """Wraps a batch stream and keeps what it yielded."""
+
+    def __init__(self, stream):
+        self.stream, self.seen = stream, []
+
+    def __next__(self):
+        self.seen.append(next(self.stream))
+        return self.seen[-1]
+
+
+def test_r1_adds_gamma_half_the_gradient_norm(data):
+    """d_loss(γ) − d_loss(0) = γ/2 · mean ‖∇ₓ D(x)‖² over the real batch (Eq. 5), ∇ₓ D from autograd."""
+    gamma, out = 2.0, {}
+    for g in (0.0, gamma):
+        tr = Trainer(tiny(r1_gamma=g))
+        d_before, stream = copy.deepcopy(tr.d), Recorder(batches_for(tr, data))
+        out[g] = tr.d_step(stream), {k: p.grad.clone() for k, p in tr.d.named_parameters()}
+    x, y = (t.clone() for t in stream.seen[0])
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(d_before(x, y).sum(), x)  # train mode: SN iterates once, as in d_step
+    r1 = grad.pow(2).flatten(1).sum(1).mean().item()
+    assert r1 > 0
+    assert out[gamma][0]["d_loss"] - out[0.0][0]["d_loss"] == pytest.approx(gamma / 2 * r1, rel=1e-4)
+    assert any(not torch.allclose(out[gamma][1][k], v) for k, v in out[0.0][1].items())
+
+
+def plant_spectrum(model, top=2.0, rest=0.3):
+    """Give every SN weight singular values (top, rest, 0.9·rest, ...) and converge its u, v: an isolated σ0."""
+    with torch.no_grad():
+        for m in spectral_modules(model).values():
+            W = m.weight.flatten(1)
+            U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+            S = rest * 0.9 ** torch.arange(len(S), dtype=S.dtype)
+            S[0] = top
+            m.weight.copy_((U @ torch.diag(S) @ Vh).view_as(m.weight))
+            m.reset_singular_vectors_()
+
+
+def test_sigma_clamp_eq4(data):
+    """Eq. 4 after the G step: W' = W − max(0, σ0 − σ_clamp) u0 v0ᵀ (same run without the clamp as reference),
+    and then σ0 of every G layer (torch.linalg.svdvals) is ≤ σ_clamp; σ1 < σ_clamp here, so it is the max."""
+    weights = {}
+    for clamp in (0.0, 0.5):
+        tr = Trainer(tiny(sigma_clamp=clamp))
+        plant_spectrum(tr.g)
+        tr.train_step(batches_for(tr, data))
+        weights[clamp] = {n: (m.weight.detach().clone(), m.u[0].clone(), m.v[0].clone())
+                          for n, m in spectral_modules(tr.g).items()}
+    assert len(weights[0.5]) > 10
+    for name, (W, u0, v0) in weights[0.0].items():
+        W, Wc = W.flatten(1), weights[0.5][name][0].flatten(1)
+        excess = (u0 @ W @ v0 - 0.5).clamp_min(0)
+        torch.testing.assert_close(Wc, W - excess * torch.outer(u0, v0), rtol=1e-5, atol=1e-6)
+        assert torch.linalg.svdvals(W)[0] > 1.5  # unclamped: the planted σ0 = 2 (moved a little by one step)
+        assert torch.linalg.svdvals(Wc)[0] <= 0.5 + 2e-2, name
+
+
+# ---------------------------------------------------------------- cross-replica BN on CPU (gloo), 2 processes
+
+def _bn_worker(rank, world, init_file, x, w, out_dir):
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        bn = CrossReplicaBatchNorm(x.shape[1], momentum=0.3)
+        xs = x.chunk(world)[rank].clone().requires_grad_(True)
+        out = bn(xs)
+        (out * w.chunk(world)[rank]).sum().backward()
+        torch.save({"out": out.detach(), "x_grad": xs.grad, "w_grad": bn.weight.grad, "b_grad": bn.bias.grad,
+                    "mean": bn.running_mean, "var": bn.running_var}, os.path.join(out_dir, f"{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_cross_replica_batchnorm_equals_batchnorm_on_the_whole_batch(tmp_path):
+    """2 gloo processes, each with half the batch, give the outputs, input gradients, summed weight gradients
+    and running statistics of one plain BatchNorm2d on the whole batch."""
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(6, 3, 4, 4, generator=g) * 2 + 1, torch.randn(6, 3, 4, 4, generator=g)
+    torch.multiprocessing.spawn(_bn_worker, args=(2, str(tmp_path / "init"), x, w, str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f"{r}.pt") for r in range(2)]
+    ref, xr = nn.BatchNorm2d(3, momentum=0.3), x.clone().requires_grad_(True)
+    out = ref(xr)
+    (out * w).sum().backward()
+    close = dict(rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.cat([r["out"] for r in ranks]), out.detach(), **close)
+    torch.testing.assert_close(torch.cat([r["x_grad"] for r in ranks]), xr.grad, **close)
+    torch.testing.assert_close(ranks[0]["w_grad"] + ranks[1]["w_grad"], ref.weight.grad, **close)
+    torch.testing.assert_close(ranks[0]["b_grad"] + ranks[1]["b_grad"], ref.bias.grad, **close)
+    for r in ranks:
+        torch.testing.assert_close(r["mean"], ref.running_mean, **close)
+        torch.testing.assert_close(r["var"], ref.running_var, **close)
