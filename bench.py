@@ -1,0 +1,192 @@
+"""Benchmark a BigGAN training step and sampling: throughput, memory and hardware efficiency.
+
+    python bench.py --preset cifar10 --batch-size 64                      # CPU, fp32
+    python bench.py --preset biggan-128 --batch-size 64 --precision bf16 --channels-last --compile
+    python bench.py --preset cifar10 --json out.json                      # also write the numbers as JSON
+
+Measured, over warmed-up repeats (median and spread):
+- training iterations/s (one iteration = `d_steps` D steps + 1 G step + EMA) and real images/s;
+- sampling images/s (EMA G in eval mode, no autograd);
+- FLOPs per iteration / per sample batch, counted with torch.utils.flop_counter (matmuls and convs);
+- achieved GFLOP/s and that as a fraction of a peak measured in the same run: a large fp32 matmul on
+  the CPU; bf16 and fp32 (TF32 off) matmuls on a GPU;
+- peak memory: max RSS on the CPU, torch.cuda.max_memory_allocated on a GPU.
+Real batches are synthetic tensors already on the device: this measures the model, not the data loader.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from nanobiggan import get_config
+from nanobiggan.trainer import Trainer
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device, warmup: int, repeats: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int) -> float:
+    """GFLOP/s of an n x n x n matmul: the ceiling the model's convs and matmuls are compared with."""
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    times = timed(lambda: a @ b, device, warmup=3, repeats=10)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def flops_of(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+class FixedBatches:
+    """The same real batch forever, already on the device."""
+
+    def __init__(self, cfg, n, device, memory_format):
+        self.x = torch.rand(n, 3, cfg.resolution, cfg.resolution, device=device).mul(2).sub(1)
+        self.x = self.x.contiguous(memory_format=memory_format)
+        self.y = torch.randint(0, cfg.n_classes, (n,), device=device)
+
+    def __next__(self):
+        return self.x, self.y
+
+
+def summary(times: list[float], work: float) -> dict:
+    med = statistics.median(times)
+    return {"median_s": med, "min_s": min(times), "max_s": max(times), "per_s": work / med}
+
+
+def bench(preset: str, batch_size: int, precision: str, compile: bool, channels_last: bool, device: str,
+          repeats: int, warmup: int, sample_batch: int, peak_n: int, overrides: dict, profile: int = 0) -> dict:
+    dev = torch.device(device)
+    cfg = get_config(preset, batch_size=batch_size, precision=precision, **overrides)
+    trainer = Trainer(cfg, dev, compile=compile, channels_last=channels_last)
+    batches = FixedBatches(cfg, trainer.micro, dev, trainer.memory_format)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+    # FLOPs are counted on the eager model (the compiled one runs the same arithmetic).
+    counter = Trainer(cfg, dev, channels_last=channels_last) if compile else trainer
+    train_flops = flops_of(lambda: counter.train_step(FixedBatches(cfg, counter.micro, dev, counter.memory_format)))
+    del counter
+    train_times = timed(lambda: trainer.train_step(batches), dev, warmup, repeats)
+    if profile:  # where the time goes: the top ops of two training iterations
+        acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+        with torch.profiler.profile(activities=acts) as prof:
+            for _ in range(2):
+                trainer.train_step(batches)
+            sync(dev)
+        key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=profile, max_name_column_width=60))
+
+    G = trainer.ema.model.eval()
+    G_fwd = torch.compile(G) if compile else G
+    z = torch.randn(sample_batch, cfg.z_dim, device=dev)
+    y = torch.randint(0, cfg.n_classes, (sample_batch,), device=dev)
+
+    def sample():
+        with torch.no_grad(), trainer.autocast():
+            return G_fwd(z, y)
+
+    sample_flops = flops_of(sample)
+    sample_times = timed(sample, dev, warmup, repeats)
+
+    peaks = {"fp32": matmul_peak(dev, torch.float32, peak_n)}
+    if dev.type == "cuda":
+        peaks["bf16"] = matmul_peak(dev, torch.bfloat16, peak_n)
+        torch.backends.cuda.matmul.allow_tf32, before = True, torch.backends.cuda.matmul.allow_tf32
+        peaks["tf32"] = matmul_peak(dev, torch.float32, peak_n)
+        torch.backends.cuda.matmul.allow_tf32 = before
+    # The ceiling of the arithmetic the step really ran: cuDNN runs "fp32" convs in TF32 by default.
+    fp32_ref = "tf32" if dev.type == "cuda" and torch.backends.cudnn.allow_tf32 else "fp32"
+    ref = peaks["bf16" if trainer.precision in ("bf16", "fp16") and "bf16" in peaks else fp32_ref]
+    train = summary(train_times, 1.0)
+    samp = summary(sample_times, sample_batch)
+    images_per_iter = cfg.batch_size * cfg.d_steps
+    result = {
+        "preset": preset, "batch_size": batch_size, "precision": trainer.precision, "compile": compile,
+        "channels_last": channels_last, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda"
+        else f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads",
+        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
+        "train_it_per_s": train["per_s"], "train_s_median": train["median_s"],
+        "train_s_min": train["min_s"], "train_s_max": train["max_s"],
+        "real_img_per_s": images_per_iter * train["per_s"],
+        "sample_img_per_s": samp["per_s"], "sample_batch": sample_batch,
+        "train_gflop_per_it": train_flops / 1e9, "sample_gflop_per_batch": sample_flops / 1e9,
+        "train_gflops": train_flops / train["median_s"] / 1e9,
+        "sample_gflops": sample_flops / samp["median_s"] / 1e9,
+        "peak_gflops": peaks,
+    }
+    result["train_frac_peak"] = result["train_gflops"] / ref
+    result["sample_frac_peak"] = result["sample_gflops"] / ref
+    if dev.type == "cuda":
+        result["peak_mem_gib"] = torch.cuda.max_memory_allocated(dev) / 2 ** 30
+    else:
+        result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    return result
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="cifar10")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--sample-batch", type=int, default=64)
+    p.add_argument("--peak-n", type=int, default=None, help="matmul size for the peak (default 4096 CPU, 8192 GPU)")
+    p.add_argument("--d-steps", type=int, default=None, help="override the preset's D steps per G step")
+    p.add_argument("--no-tf32", action="store_true", help="strict fp32 convs/matmuls on GPUs (torch's default "
+                   "lets cuDNN run fp32 convs in TF32)")
+    p.add_argument("--profile", type=int, default=0, metavar="N", help="print torch.profiler's top N ops of 2 steps")
+    p.add_argument("--json", default=None, help="write the result here")
+    args = p.parse_args(argv)
+    if args.no_tf32:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    peak_n = args.peak_n or (8192 if args.device.startswith("cuda") else 4096)
+    overrides = {"d_steps": args.d_steps} if args.d_steps else {}
+    r = bench(args.preset, args.batch_size, args.precision, args.compile, args.channels_last, args.device,
+              args.repeats, args.warmup, args.sample_batch, peak_n, overrides, args.profile)
+    mem = f"{r['peak_mem_gib']:.1f} GiB GPU" if "peak_mem_gib" in r else f"{r['peak_rss_gib']:.1f} GiB RSS"
+    print(f"{r['preset']} batch {r['batch_size']} {r['precision']} compile={r['compile']} "
+          f"channels_last={r['channels_last']} on {r['device']} (torch {r['torch']}, {r['date']})")
+    print(f"  train   {r['train_it_per_s']:8.3f} it/s  (median {r['train_s_median'] * 1e3:.0f} ms, "
+          f"min {r['train_s_min'] * 1e3:.0f}, max {r['train_s_max'] * 1e3:.0f})  {r['real_img_per_s']:8.1f} real img/s")
+    print(f"  train   {r['train_gflop_per_it']:8.1f} GFLOP/it  {r['train_gflops']:8.1f} GFLOP/s  "
+          f"{100 * r['train_frac_peak']:5.1f}% of peak")
+    print(f"  sample  {r['sample_img_per_s']:8.1f} img/s  {r['sample_gflops']:8.1f} GFLOP/s  "
+          f"{100 * r['sample_frac_peak']:5.1f}% of peak")
+    print(f"  peak    " + ", ".join(f"{k} matmul {v:.0f} GFLOP/s" for k, v in r["peak_gflops"].items())
+          + f";  memory {mem}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(r, fh, indent=2)
+    return r
+
+
+if __name__ == "__main__":
+    main()
