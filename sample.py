@@ -33,6 +33,9 @@ def parse_args(argv=None):
                    "forwards (App. C.1); the images depend on it, so it is not tied to --batch-size")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward when sampling (memory only: "
                    "the output does not depend on it)")
+    p.add_argument("--pretrained", metavar="DIR|NAME", default=None,
+                   help="the released BigGAN-deep weights instead of a checkpoint: a directory with "
+                        "pytorch_model.bin + config.json, or biggan-deep-128/256/512 (downloaded when online)")
     p.add_argument("--device", default="cpu")
     return p.parse_args(argv)
 
@@ -101,10 +104,12 @@ def main(argv=None):
             value = getattr(args, flag)
             if value is not None and value < 1:
                 raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+        if args.pretrained:
+            return sample_pretrained(args)
         ckpt = find_checkpoint(args.checkpoint)
         G, cfg, classes = load_generator(ckpt, ema=not args.no_ema, device=args.device)
         ids = resolve_classes(args.classes, classes)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ConnectionError) as e:
         sys.exit(f"error: {e}")
 
     # Standing statistics (App. C.1) at this truncation: BN sees the inputs it will be used on.
@@ -127,6 +132,22 @@ def main(argv=None):
         print(save_grid(images, out, nrow=nrow))
     except ValueError as e:  # e.g. --interp class with a single --class, --out not ending in .png
         sys.exit(f"error: {e}")
+
+
+def sample_pretrained(args) -> None:
+    """The released BigGAN-deep: its own BN statistics per truncation (no standing stats: they would
+    overwrite them) and the TF-Hub convention z = t * truncnorm(-2, 2) it was trained and published with."""
+    from nanobiggan import pretrained
+    from nanobiggan.sampling import class_sheet_inputs, generate, save_grid
+    from nanobiggan.truncation import tfhub_truncated_normal
+    t = 1.0 if args.truncation is None else args.truncation
+    G, cfg = pretrained.load(args.pretrained, truncation=t, device=args.device)
+    ids = None if args.classes is None else [pretrained.imagenet_class(c) for c in args.classes]
+    _, y = class_sheet_inputs(cfg.z_dim, cfg.n_classes, classes=ids, per_class=args.n, seed=args.seed)
+    columns = tfhub_truncated_normal((args.n, cfg.z_dim), t, generator=torch.Generator().manual_seed(args.seed))
+    z = columns.repeat(len(y) // args.n, 1)  # one z per column, shared by every row (class)
+    images = generate(G, z.to(args.device), y.to(args.device), batch_size=args.batch_size)
+    print(save_grid(images, Path(args.out or "pretrained.png"), nrow=args.n))
 
 
 if __name__ == "__main__":

@@ -336,3 +336,18 @@ def test_lookup_errors_list_candidates(query, match):
 def test_lookup_type_errors(query):
     with pytest.raises(TypeError):
         P.imagenet_class(query)
+
+
+def test_sample_cli_with_pretrained_dir_and_class_names(ppb, tmp_path_factory, tmp_path):
+    """sample.py --pretrained DIR --truncation 0.4 --class 207 goldfish writes a grid from the released layout."""
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import sample
+    _, folder = _reference(ppb, tmp_path_factory, 128, channel_width=16)
+    out = tmp_path / "grid.png"
+    sample.main(["--pretrained", str(folder), "--truncation", "0.4", "--class", "207", "goldfish",
+                 "--n", "2", "--out", str(out)])
+    assert Image.open(out).size == (2 * 128 + 3 * 2, 2 * 128 + 3 * 2)

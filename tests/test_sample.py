@@ -124,3 +124,4 @@ def test_bad_checkpoints(tmp_path, monkeypatch):
     assert "foreign checkpoint" in error_of(["--checkpoint", str(tmp_path / "foreign.pt")])
     monkeypatch.chdir(tmp_path)  # no runs/*/last.pt here
     assert "no checkpoint found" in error_of([])
+
