@@ -40,24 +40,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def find_checkpoint(arg: str | None) -> Path:
-    from nanobiggan.checkpoint import CheckpointManager
-    if arg is None:
-        candidates = sorted(Path("runs").glob("*/last.pt"), key=lambda p: p.stat().st_mtime)
-        if not candidates:
-            raise FileNotFoundError("no checkpoint found under runs/*/last.pt: train one first "
-                                    "(python train.py --dataset cifar10 --preset cifar10-tiny) "
-                                    "or pass --checkpoint PATH")
-        return candidates[-1]
-    path = Path(arg)
-    if path.is_dir():
-        found = CheckpointManager(path).latest()
-        if found is None:
-            raise FileNotFoundError(f"{path} holds no checkpoint (last.pt or step_*.pt)")
-        return found
-    return path
-
-
 def resolve_classes(names: list[str] | None, classes: list[str]) -> list[int] | None:
     """Class ids or names -> ids, with a clear error for anything out of range or unknown."""
     if names is None:
@@ -77,23 +59,9 @@ def resolve_classes(names: list[str] | None, classes: list[str]) -> list[int] | 
     return ids
 
 
-def load_generator(ckpt: Path, ema: bool = True, device="cpu"):
-    """(G in eval mode, config, class names) from a nanobiggan checkpoint."""
-    from nanobiggan import Generator, get_config
-    from nanobiggan.checkpoint import load_checkpoint
-    from nanobiggan.data import CIFAR10_CLASSES
-    state = load_checkpoint(ckpt)
-    saved = dict(state["config"])
-    cfg = get_config(saved.pop("name"), **saved)
-    G = Generator(cfg)
-    G.load_state_dict(state["G_ema"]["model"] if ema else state["G"])
-    classes = list(CIFAR10_CLASSES) if cfg.dataset == "cifar10" else state.get("classes") or \
-        [str(i) for i in range(cfg.n_classes)]
-    return G.to(device).eval(), cfg, classes
-
-
 def main(argv=None):
     args = parse_args(argv)
+    from nanobiggan.checkpoint import find_checkpoint, load_generator
     from nanobiggan.ema import standing_stats
     from nanobiggan.sampling import class_sheet_inputs, generate, interpolation_inputs, save_grid
     from nanobiggan.truncation import truncated_normal

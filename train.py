@@ -153,6 +153,10 @@ def run(trainer, batches, classes, main_process: bool, collapse_state: dict | No
     manager = CheckpointManager(out, keep_last=cfg.keep_last) if main_process else None
     log = RunLog(out / "log.jsonl") if main_process else None
     detector = CollapseDetector()
+    fid_eval = None
+    if main_process and cfg.eval_every > 0:  # FID of the EMA G (nanobiggan/evaluate.py's protocol, n = eval_n)
+        from nanobiggan.evaluate import TrainingFID
+        fid_eval = TrainingFID(cfg, trainer.device, log=tqdm.write)
     if collapse_state:
         detector.load_state_dict(collapse_state)
     bar = tqdm(total=cfg.steps, initial=trainer.step, disable=not main_process, dynamic_ncols=True)
@@ -183,8 +187,16 @@ def run(trainer, batches, classes, main_process: bool, collapse_state: dict | No
             t0, n0 = time.perf_counter(), step
         if step % cfg.sample_every == 0 or step == cfg.steps:
             write_sheet(trainer, classes, out / "samples" / f"step_{step:08d}.png")
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            manager.save({**trainer.state_dict(batches), "collapse": detector.state_dict(), "classes": classes}, step)
+        fid = None
+        if fid_eval is not None and step % cfg.eval_every == 0:
+            t_eval = time.perf_counter()
+            fid = fid_eval(trainer.ema.model)  # None: no Inception network (warned once)
+            t0 += time.perf_counter() - t_eval  # img/s counts training time only
+            if fid is not None:
+                log.write({"step": step, "fid": fid, "fid_n": cfg.eval_n})
+        if step % cfg.ckpt_every == 0 or step == cfg.steps or fid is not None:  # evaluated weights: saved,
+            manager.save({**trainer.state_dict(batches), "collapse": detector.state_dict(), "classes": classes},
+                         step, metric=fid)  # so best.pt is the best-FID checkpoint
             last_saved = step
     bar.close()
     if main_process:

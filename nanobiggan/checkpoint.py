@@ -209,3 +209,37 @@ class CheckpointManager:
     def best(self) -> Path | None:
         path = self.directory / "best.pt"
         return path if path.is_file() else None
+
+
+# --------------------------------------------------------------------------- using a checkpoint
+
+def find_checkpoint(arg: str | None) -> Path:
+    """A checkpoint file, a run directory (its last.pt), or None for the newest runs/*/last.pt."""
+    if arg is None:
+        candidates = sorted(Path("runs").glob("*/last.pt"), key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise FileNotFoundError("no checkpoint found under runs/*/last.pt: train one first "
+                                    "(python train.py --dataset cifar10 --preset cifar10-tiny) "
+                                    "or pass --checkpoint PATH")
+        return candidates[-1]
+    path = Path(arg)
+    if path.is_dir():
+        found = CheckpointManager(path).latest()
+        if found is None:
+            raise FileNotFoundError(f"{path} holds no checkpoint (last.pt or step_*.pt)")
+        return found
+    return path
+
+
+def load_generator(ckpt: Path, ema: bool = True, device="cpu"):
+    """(G in eval mode, config, class names) from a nanobiggan checkpoint."""
+    from nanobiggan import Generator, get_config
+    from nanobiggan.data import CIFAR10_CLASSES
+    state = load_checkpoint(ckpt)
+    saved = dict(state["config"])
+    cfg = get_config(saved.pop("name"), **saved)
+    G = Generator(cfg)
+    G.load_state_dict(state["G_ema"]["model"] if ema else state["G"])
+    classes = list(CIFAR10_CLASSES) if cfg.dataset == "cifar10" else state.get("classes") or \
+        [str(i) for i in range(cfg.n_classes)]
+    return G.to(device).eval(), cfg, classes

@@ -296,13 +296,16 @@ def extract_features(net: InceptionFeatures, images, batch_size: int = 50, outpu
 
 
 def reference_stats(name: str, images, net: InceptionFeatures, cache_dir, split: str = "train",
-                    resolution: int | None = None, batch_size: int = 50, min_samples: int = MIN_SAMPLES):
+                    resolution: int | None = None, batch_size: int = 50, min_samples: int = MIN_SAMPLES,
+                    features_out: list | None = None):
     """(mu, sigma) of the real data's features, cached as `name-split-RESpx-NETHASH.npz`.
 
     The key holds everything that changes the numbers: dataset, split, resolution and the exact
     network (first 12 hex digits of its sha256). `images` is a tensor or an iterable of batches;
     it is not touched when the cache file exists. The npz also records n, to print beside FIDs;
     a cached file with fewer than `min_samples` samples is refused like fresh features would be.
+    When the features are computed (a cache miss), they are also appended to `features_out` if given,
+    so a caller can keep some (e.g. for KID) without a second pass over the data.
     """
     res = f"-{resolution}px" if resolution else ""
     path = Path(cache_dir) / f"{name}-{split}{res}-{net.sha256[:12]}.npz"
@@ -315,6 +318,8 @@ def reference_stats(name: str, images, net: InceptionFeatures, cache_dir, split:
     is_batches = not isinstance(images, (torch.Tensor, np.ndarray))
     feats = stream_features(net, images if is_batches else [images], batch_size)
     mu, sigma = feature_stats(feats, min_samples)
+    if features_out is not None:
+        features_out.append(feats)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")  # write then rename: a killed run leaves no half file
     np.savez(tmp, mu=mu, sigma=sigma, n=len(feats), network_sha256=net.sha256)

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import sample  # noqa: E402
 
-from nanobiggan.checkpoint import CheckpointManager, load_checkpoint  # noqa: E402
+from nanobiggan.checkpoint import CheckpointManager, load_checkpoint, load_generator  # noqa: E402
 from nanobiggan.config import get_config  # noqa: E402
 from nanobiggan.ema import standing_stats  # noqa: E402
 from nanobiggan.sampling import generate  # noqa: E402
@@ -65,7 +65,7 @@ def test_same_z_same_image_whatever_the_batch_size(run_dir, tmp_path):
 
 
 def test_generate_is_batch_size_independent_after_standing_stats(run_dir):
-    G, cfg, classes = sample.load_generator(run_dir / "last.pt")
+    G, cfg, classes = load_generator(run_dir / "last.pt")
     gen = torch.Generator().manual_seed(0)
     standing_stats(G, lambda: (torch.randn(8, cfg.z_dim, generator=gen), torch.randint(0, 10, (8,), generator=gen)),
                    n_batches=3)
@@ -79,8 +79,8 @@ def test_generate_is_batch_size_independent_after_standing_stats(run_dir):
 
 def test_loads_ema_weights_by_default(run_dir):
     state = load_checkpoint(run_dir / "last.pt")
-    ema, _, classes = sample.load_generator(run_dir / "last.pt")
-    raw, _, _ = sample.load_generator(run_dir / "last.pt", ema=False)
+    ema, _, classes = load_generator(run_dir / "last.pt")
+    raw, _, _ = load_generator(run_dir / "last.pt", ema=False)
     assert not ema.training and classes[3] == "cat"
     assert all(torch.equal(v, state["G_ema"]["model"][k]) for k, v in ema.state_dict().items())
     assert all(torch.equal(v, state["G"][k]) for k, v in raw.state_dict().items())
