@@ -4,6 +4,8 @@ Each output position attends over all positions, letting G and D model long-rang
 of 3×3 convs sees only late. Queries θ and keys φ live in C/8 channels, values g in C/2; φ and g are
 2×2 max-pooled (4× fewer keys, same receptive field), as in BigGAN. The residual gain γ starts at 0, so
 the block begins as the identity and the network learns how much non-local evidence to mix in.
+
+Tutorial: tutorials/04_self_attention.md
 """
 import torch
 import torch.nn as nn

@@ -4,6 +4,8 @@ Every BN in G normalizes without its own affine parameters; instead a per-sample
 linear projections of the conditioning vector c (the shared class embedding, concatenated with a z chunk
 in BigGAN or the whole z in BigGAN-deep). The gain is centred at 1: out = BN(x)·(1 + W_g c) + W_b c, so
 zero projections reduce to plain BN (a missing "+1" zeroes every activation at init).
+
+Tutorial: tutorials/03_conditional_bn.md
 """
 import torch.nn as nn
 from einops import rearrange

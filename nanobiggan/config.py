@@ -6,6 +6,8 @@ per-block channel widths, which blocks get attention) are computed here, never t
 
     python -m nanobiggan.config biggan-128      # architecture summary + parameter counts
     python -m nanobiggan.config --all           # every preset
+
+Tutorial: tutorials/05_building_models.md, tutorials/10_scaling_up.md
 """
 from __future__ import annotations
 

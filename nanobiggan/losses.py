@@ -7,6 +7,8 @@ returns a scalar to *minimise*. D's losses take real and fake logits, G's only t
 - ns: Goodfellow et al. 2014, Eq. 1 for D and the non-saturating G loss of their §3.
 - wasserstein: Arjovsky et al. 2017, without a gradient penalty (add one yourself if needed).
 - r1_penalty: Mescheder et al. 2018; BigGAN §4.2, Eq. 5.
+
+Tutorial: tutorials/01_gan_game_hinge_loss.md
 """
 
 import torch

@@ -15,6 +15,8 @@ convention, the one of the TF reference code (also StyleGAN's and torch-fidelity
   → network → (n 2048) pool features.
 
 This module knows nothing about the generator: callers pass images, or batches of them.
+
+Tutorial: tutorials/09_evaluation.md
 """
 
 import functools

@@ -7,6 +7,8 @@ a flag when either moves abruptly, lets a run say "this is where it went wrong" 
 from before it.
 
     python -m nanobiggan.monitor runs/cifar10-tiny     # RUN_DIR/log.jsonl -> RUN_DIR/plots/*.png
+
+Tutorial: tutorials/06_training_cifar10.md
 """
 from __future__ import annotations
 

@@ -14,6 +14,8 @@ Two equivalent ways to apply it:
 - `ortho_loss(G)`: add β·Σ R(W) to G's loss and let autograd differentiate it (simple).
 - `ortho_(G)`: after `loss.backward()` and before `opt.step()`, add β·∂R/∂W to each `.grad`
   directly (BigGAN-PyTorch's way): no extra graph, cheaper for large G.
+
+Tutorial: tutorials/07_truncation_ortho.md
 """
 
 import torch

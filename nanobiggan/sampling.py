@@ -4,6 +4,8 @@ Sampling here never changes G's mode: put G in eval mode with standing statistic
 `nanobiggan.ema.standing_stats`), then a sample no longer depends on the batch it was generated in.
 Latents come from a seeded torch.Generator through the paper's truncation trick (§3.1, truncation.py),
 drawn on the CPU so the same seed gives the same z on any device.
+
+Tutorial: tutorials/07_truncation_ortho.md, tutorials/08_ema_standing_stats.md
 """
 from __future__ import annotations
 

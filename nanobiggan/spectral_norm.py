@@ -7,6 +7,8 @@ BigGAN §4 watches the top singular values σ0..σ(k-1) of every layer (σ0 of a
 collapse), so we iterate k vector pairs at once, Gram–Schmidt keeping them orthonormal (subspace iteration):
 pair i converges to the i-th singular pair. Throughout, W = weight.flatten(1): (out, in·kh·kw) for a conv,
 (out, in) for a linear layer, (num, dim) for an embedding — the same matrix torch.nn.utils.spectral_norm uses.
+
+Tutorial: tutorials/02_spectral_norm.md
 """
 import contextlib
 

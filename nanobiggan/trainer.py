@@ -9,6 +9,8 @@ on CPU, where it cannot run, `CrossReplicaBatchNorm` below).
 
 The state (`state_dict`) holds everything needed for a bit-exact resume: models, EMA, optimizers, the
 step, how many real batches were drawn, and every RNG.
+
+Tutorial: tutorials/06_training_cifar10.md, tutorials/10_scaling_up.md
 """
 from __future__ import annotations
 

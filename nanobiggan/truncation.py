@@ -9,6 +9,8 @@ Three conventions called "truncation" exist in the wild, and they are NOT the sa
 2. BigGAN-PyTorch: z ~ N(0, t²·I), i.e. the variance is scaled and nothing is truncated.
 3. TF-Hub / pytorch-pretrained-biggan: z = t · truncnorm(-2, 2). Offered here as
    `tfhub_truncated_normal` only to reproduce sampling with the released BigGAN-deep weights.
+
+Tutorial: tutorials/07_truncation_ortho.md
 """
 
 import math
