@@ -24,7 +24,7 @@ _spec.loader.exec_module(runner)
 
 PREPARE = ROOT.parent / "shared" / "data" / "prepare_cifar10.py"
 CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
-NOT_GENERATED = re.compile(r"_longrun_")  # figures copied from a real train.py run, not written by the code
+NOT_GENERATED = re.compile(r"_run\.png$")  # figures copied from a real train.py run, not written by the code
 TIMINGS: dict[str, float] = {}
 
 
