@@ -76,7 +76,8 @@ class SpectralNorm:
         dev = self.weight.device
         self.register_buffer("u", F.normalize(torch.randn(self.num_svs, out, device=dev), dim=1))
         self.register_buffer("v", F.normalize(torch.randn(self.num_svs, in_flat, device=dev), dim=1))
-        self.register_buffer("sv", torch.zeros(self.num_svs, device=dev))  # nothing estimated yet
+        self.register_buffer("sv", torch.zeros(self.num_svs, device=dev))
+        self.reset_singular_vectors_()  # σ of the initial weight, as torch's spectral_norm at registration
 
     @property
     def singular_values(self):

@@ -320,3 +320,16 @@ def test_reset_singular_vectors_converges_for_fresh_weights():
     torch.testing.assert_close(layer.sv[0], torch.linalg.svdvals(layer.weight.detach())[0], rtol=1e-3, atol=0)
     layer.eval()
     assert torch.linalg.svdvals(layer.sn_weight().detach())[0].item() == pytest.approx(1.0, rel=1e-3)
+
+
+@given(**shapes)
+def test_freshly_built_layer_divides_by_its_true_sigma(kind, out, inn, seed):
+    """No init call, no training step: a new layer used under no_grad (or in eval) already divides by
+    ~σ0 of its default-initialised weight. Power iteration's estimate u0ᵀWv0 approaches σ0 from below,
+    so it lies in (0.5·σ0, σ0]; random u0, v0 (the old behaviour) give ~0 or negative values and fail."""
+    torch.manual_seed(seed)
+    layer = make_layer(kind, out, inn)
+    sigma = torch.linalg.svdvals(layer.weight.detach().flatten(1))[0].item()
+    with torch.no_grad():
+        estimate = sigma / torch.linalg.svdvals(layer.sn_weight().flatten(1))[0].item()
+    assert 0.5 * sigma < estimate <= sigma * (1 + 1e-5)
