@@ -7,6 +7,7 @@ zero projections reduce to plain BN (a missing "+1" zeroes every activation at i
 
 Tutorial: tutorials/03_conditional_bn.md
 """
+import torch
 import torch.nn as nn
 from einops import rearrange
 
@@ -32,4 +33,4 @@ class ConditionalBatchNorm2d(nn.Module):
                              f"{tuple(c.shape)}")
         gain = rearrange(1 + self.gain(c), "n c -> n c 1 1")  # centred at 1: zero weights = identity
         bias = rearrange(self.bias(c), "n c -> n c 1 1")
-        return self.bn(x) * gain + bias  # (n c h w)
+        return torch.addcmul(bias, self.bn(x), gain)  # BN(x)·gain + bias in one pass: (n c h w)
