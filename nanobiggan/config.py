@@ -159,6 +159,10 @@ class Config:
             bad("ema_decay", f"must be in [0, 1), got {self.ema_decay}")
         if self.sigma_clamp_ratio and self.sn_num_svs < 2:
             bad("sigma_clamp_ratio", "needs sn_num_svs >= 2 (it clamps sigma0 to r * sigma1)")
+        if self.eval_every < 0:
+            bad("eval_every", f"must be >= 0 (0: no FID during training), got {self.eval_every}")
+        if self.eval_n < 2:
+            bad("eval_n", f"FID needs at least 2 samples (2048+ to be unbiased), got {self.eval_n}")
         for name in ("g_lr", "d_lr", "bn_eps", "sn_eps", "adam_eps"):
             if not getattr(self, name) > 0:
                 bad(name, f"must be > 0, got {getattr(self, name)}")

@@ -255,9 +255,6 @@ class TrainingFID:
     """
 
     def __init__(self, cfg, device, cache_dir=None, inception=None, log=print):
-        if cfg.eval_n < 2:
-            raise ValueError(f"config field 'eval_n': FID needs at least 2 samples (2048+ to be unbiased), "
-                             f"got {cfg.eval_n}")
         self.cfg, self.device, self.cache_dir, self.inception, self.log = cfg, device, cache_dir, inception, log
         self.min_samples = min(metrics.MIN_SAMPLES, cfg.eval_n)
         self.net = self.ref = None

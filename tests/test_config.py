@@ -47,6 +47,10 @@ def test_overrides_and_errors_name_the_field():
         get_config("cifar10", sigma_clamp_ratio=2.0)
     with pytest.raises(ValueError, match="'resolution'"):
         get_config("cifar10", resolution=48)
+    with pytest.raises(ValueError, match="'eval_every'"):
+        get_config("cifar10", eval_every=-1)
+    with pytest.raises(ValueError, match="'eval_n'"):
+        get_config("cifar10", eval_n=1)
 
 
 def test_param_count_command_prints_every_preset():
