@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from nanobiggan import metrics
 from nanobiggan.ema import standing_stats
@@ -72,10 +73,10 @@ class Reference:
     cached: bool              # read from the cache (True) or computed now
 
 
-def _real_batches(dataset, idx: torch.Tensor, batch_size: int):
+def _real_batches(dataset, idx: torch.Tensor, batch_size: int, progress: bool = False):
     """Image batches of dataset[idx]. No DataLoader: its iterator draws a seed from the global RNG, and
     train.py's FID must not change the training run's random stream."""
-    for chunk in idx.split(batch_size):
+    for chunk in tqdm(idx.split(batch_size), desc="reference images", unit="batch", disable=not progress):
         if hasattr(dataset, "images"):  # CIFAR-10, held in memory as uint8
             yield dataset.images[chunk]
         else:  # an image folder: floats in [-1, 1], which quantize back to the file's uint8 exactly
@@ -101,7 +102,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def reference(cfg, net, cache_dir=None, n: int | None = None, data_dir=None, batch_size: int = 50,
-              min_samples: int = metrics.MIN_SAMPLES) -> Reference:
+              min_samples: int = metrics.MIN_SAMPLES, progress: bool = False) -> Reference:
     """Protocol step 6: statistics (and KID features) of the training split, or of a fixed random
     subset of `n` images, computed in ONE pass over the data and cached."""
     from nanobiggan.data import get_dataset
@@ -118,7 +119,7 @@ def reference(cfg, net, cache_dir=None, n: int | None = None, data_dir=None, bat
     kid_path = cache / f"{key}-train-{cfg.resolution}px-{net.sha256[:12]}-kid.npy"
     keep = torch.randperm(len(idx), generator=torch.Generator().manual_seed(1))[:KID_REAL].sort().values
     fresh = []  # filled by reference_stats only on a cache miss
-    mu, sigma = metrics.reference_stats(key, _real_batches(dataset, idx, batch_size), net, cache, "train",
+    mu, sigma = metrics.reference_stats(key, _real_batches(dataset, idx, batch_size, progress), net, cache, "train",
                                         cfg.resolution, batch_size, min_samples, features_out=fresh)
     if fresh:
         kid = fresh[0][keep.numpy()].astype(np.float32)
@@ -136,7 +137,8 @@ def reference(cfg, net, cache_dir=None, n: int | None = None, data_dir=None, bat
 
 @torch.no_grad()
 def sample_features(G, net, n: int, truncation=None, seed: int = 0, batch_size: int = 50,
-                    standing_batches: int = 100, standing_batch_size: int = STANDING_BATCH_SIZE):
+                    standing_batches: int = 100, standing_batch_size: int = STANDING_BATCH_SIZE,
+                    progress: bool = False):
     """Protocol steps 2, 4, 5: standing statistics at `truncation`, then n class-balanced samples with
     seeded z, streamed through the Inception net `batch_size` at a time (G's images are never all held).
 
@@ -154,7 +156,8 @@ def sample_features(G, net, n: int, truncation=None, seed: int = 0, batch_size: 
     y = class_balanced_labels(n, cfg.n_classes)
     seconds["sampling"] += time.perf_counter() - t
     feats, probs = [], []
-    for zc, yc in zip(z.split(batch_size), y.split(batch_size)):
+    for zc, yc in tqdm(list(zip(z.split(batch_size), y.split(batch_size))), desc="samples", unit="batch",
+                       disable=not progress):
         t = time.perf_counter()
         images = metrics.to_uint8(generate(G, zc, yc, batch_size))  # (b 3 R R) uint8: the one quantization
         seconds["sampling"] += time.perf_counter() - t
@@ -179,10 +182,10 @@ def scores(feats, probs, ref: Reference, min_samples: int = metrics.MIN_SAMPLES,
 
 def evaluate(G, net, ref: Reference, n: int, truncation=None, seed: int = 0, batch_size: int = 50,
              standing_batches: int = 100, standing_batch_size: int = STANDING_BATCH_SIZE,
-             min_samples: int = metrics.MIN_SAMPLES, kid: bool = True) -> dict:
+             min_samples: int = metrics.MIN_SAMPLES, kid: bool = True, progress: bool = False) -> dict:
     """The whole protocol at one truncation threshold: a result dict with the scores, n, and timings."""
     feats, probs, seconds = sample_features(G, net, n, truncation, seed, batch_size, standing_batches,
-                                            standing_batch_size)
+                                            standing_batch_size, progress)
     t = time.perf_counter()
     result = {"truncation": truncation, **scores(feats, probs, ref, min_samples, kid)}
     seconds["scores"] = time.perf_counter() - t
@@ -358,14 +361,15 @@ def main(argv=None):
             print(f"note: --min-samples {args.min_samples} < {metrics.MIN_SAMPLES}: scores at n < "
                   f"{metrics.MIN_SAMPLES} are biased upward; compare them only at the same n")
         t = time.perf_counter()
-        ref = reference(cfg, net, args.cache_dir, args.ref_n, args.data_dir, args.batch_size, args.min_samples)
+        ref = reference(cfg, net, args.cache_dir, args.ref_n, args.data_dir, args.batch_size, args.min_samples,
+                        progress=True)
         print(f"reference: {ref.name} n={ref.n}, {'read from the cache in' if ref.cached else 'computed in'} "
               f"{time.perf_counter() - t:.1f} s ({args.cache_dir or default_cache_dir()})")
         results = []
         for threshold in args.truncation_sweep or [args.truncation]:
             results.append(evaluate(G, net, ref, args.n, threshold, args.seed, args.batch_size,
                                     args.standing_batches or cfg.standing_batches, args.standing_batch_size,
-                                    args.min_samples))
+                                    args.min_samples, progress=True))
             print("\n".join(describe(results[-1], ref, net)), flush=True)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
