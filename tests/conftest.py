@@ -1,5 +1,6 @@
 import os
 
+import pytest
 import torch
 from hypothesis import settings
 
@@ -9,3 +10,15 @@ torch.set_num_threads(1)
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def cli_error():
+    """cli_error(main, argv) -> the message of the one-line `error: ...` exit a bad command must give."""
+    def run(main, argv) -> str:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        msg = e.value.code
+        assert isinstance(msg, str) and msg.startswith("error: ") and "\n" not in msg, msg
+        return msg
+    return run

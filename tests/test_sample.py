@@ -94,12 +94,6 @@ def test_interpolation_sheets(run_dir, tmp_path, mode):
     assert png(out).shape == grid_shape(4, 8)  # 4 rows of 8 steps (Fig. 8/9)
 
 
-def error_of(argv) -> str:
-    with pytest.raises(SystemExit) as e:
-        sample.main(argv)
-    msg = e.value.code
-    assert isinstance(msg, str) and msg.startswith("error: ") and "\n" not in msg, msg
-    return msg
 
 
 @pytest.mark.parametrize("extra, expected", [
@@ -111,17 +105,17 @@ def error_of(argv) -> str:
     (["--interp", "class", "--class", "3"], "at least 2 class ids"),
     (["--out", "sheet.jpg"], "PNG"),
 ])
-def test_bad_sampling_arguments(run_dir, extra, expected):
-    assert expected in error_of(["--checkpoint", str(run_dir), *FAST, *extra])
+def test_bad_sampling_arguments(run_dir, extra, expected, cli_error):
+    assert expected in cli_error(sample.main, ["--checkpoint", str(run_dir), *FAST, *extra])
 
 
-def test_bad_checkpoints(tmp_path, monkeypatch):
-    assert "no checkpoint at" in error_of(["--checkpoint", str(tmp_path / "missing.pt")])
-    assert "holds no checkpoint" in error_of(["--checkpoint", str(tmp_path)])
+def test_bad_checkpoints(tmp_path, monkeypatch, cli_error):
+    assert "no checkpoint at" in cli_error(sample.main, ["--checkpoint", str(tmp_path / "missing.pt")])
+    assert "holds no checkpoint" in cli_error(sample.main, ["--checkpoint", str(tmp_path)])
     (tmp_path / "notes.pt").write_text("these are not weights\n")
-    assert "not a readable nanobiggan checkpoint" in error_of(["--checkpoint", str(tmp_path / "notes.pt")])
+    assert "not a readable nanobiggan checkpoint" in cli_error(sample.main, ["--checkpoint", str(tmp_path / "notes.pt")])
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
-    assert "foreign checkpoint" in error_of(["--checkpoint", str(tmp_path / "foreign.pt")])
+    assert "foreign checkpoint" in cli_error(sample.main, ["--checkpoint", str(tmp_path / "foreign.pt")])
     monkeypatch.chdir(tmp_path)  # no runs/*/last.pt here
-    assert "no checkpoint found" in error_of([])
+    assert "no checkpoint found" in cli_error(sample.main, [])
 

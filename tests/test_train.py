@@ -148,12 +148,6 @@ def test_ddp_two_processes_gloo(cifar, tmp_path):
 
 # ---------------------------------------------------------------- bad input: one clear line each
 
-def error_of(argv) -> str:
-    with pytest.raises(SystemExit) as e:
-        train.main(argv)
-    msg = e.value.code
-    assert isinstance(msg, str) and msg.startswith("error: ") and "\n" not in msg, msg
-    return msg
 
 
 @pytest.mark.parametrize("flag, value, field", [
@@ -161,12 +155,12 @@ def error_of(argv) -> str:
     ("--dataset", "imagenet", "'dataset'"), ("--precision", "fp8", "'precision'"), ("--preset", "nope", "preset"),
     ("--ckpt-every", "0", "'ckpt_every'"), ("--sample-every", "0", "'sample_every'"), ("--g-lr", "-1", "'g_lr'"),
 ])
-def test_invalid_value_names_the_field(tmp_path, flag, value, field):
-    assert field in error_of(["--device", "cpu", "--out-dir", str(tmp_path), flag, value])
+def test_invalid_value_names_the_field(tmp_path, flag, value, field, cli_error):
+    assert field in cli_error(train.main, ["--device", "cpu", "--out-dir", str(tmp_path), flag, value])
 
 
-def test_batch_size_not_divisible_by_accumulation(tmp_path):
-    assert "'batch_size'" in error_of(["--batch-size", "6", "--grad-accum", "4"])
+def test_batch_size_not_divisible_by_accumulation(tmp_path, cli_error):
+    assert "'batch_size'" in cli_error(train.main, ["--batch-size", "6", "--grad-accum", "4"])
 
 
 @pytest.mark.parametrize("argv, named", [
@@ -182,37 +176,37 @@ def test_argparse_errors_exit_2_naming_the_flag(argv, named, capsys):
     assert named in capsys.readouterr().err
 
 
-def test_missing_cifar_offline_fails_fast_with_instructions(tmp_path, monkeypatch):
+def test_missing_cifar_offline_fails_fast_with_instructions(tmp_path, monkeypatch, cli_error):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     empty = tmp_path / "empty"
     t0 = time.perf_counter()
-    msg = error_of(["--device", "cpu", "--data-dir", str(empty), "--out-dir", str(tmp_path / "o")])
+    msg = cli_error(train.main, ["--device", "cpu", "--data-dir", str(empty), "--out-dir", str(tmp_path / "o")])
     assert time.perf_counter() - t0 < 10
     assert "CIFAR-10 not found" in msg and "download failed" in msg and str(empty) in msg
     assert "--data-dir" in msg and "NANOBIGGAN_DATA" in msg
     assert not [p for p in empty.rglob("*") if p.is_file()]  # no partial download left behind
 
 
-def test_dataset_errors(tmp_path, cifar):
-    assert "does not exist" in error_of(["--device", "cpu", "--dataset", "folder", "--data-dir", str(tmp_path / "x"),
+def test_dataset_errors(tmp_path, cifar, cli_error):
+    assert "does not exist" in cli_error(train.main, ["--device", "cpu", "--dataset", "folder", "--data-dir", str(tmp_path / "x"),
                                          "--preset", "biggan-64", "--g-ch", "8", "--d-ch", "8"])
     # 40 images cannot fill one batch of 64
-    assert "fewer than one batch" in error_of(tiny_args(cifar, tmp_path / "o", "--batch-size", "64"))
+    assert "fewer than one batch" in cli_error(train.main, tiny_args(cifar, tmp_path / "o", "--batch-size", "64"))
 
 
-def test_resume_errors(tmp_path):
-    assert "does not exist" in error_of(["--resume", str(tmp_path / "missing")])
+def test_resume_errors(tmp_path, cli_error):
+    assert "does not exist" in cli_error(train.main, ["--resume", str(tmp_path / "missing")])
     (tmp_path / "empty").mkdir()
-    assert "no checkpoint in" in error_of(["--resume", str(tmp_path / "empty")])
+    assert "no checkpoint in" in cli_error(train.main, ["--resume", str(tmp_path / "empty")])
     (tmp_path / "junk.pt").write_text("not a checkpoint")
-    assert "not a readable nanobiggan checkpoint" in error_of(["--resume", str(tmp_path / "junk.pt")])
-    assert "no run log" in error_of(["--plots", str(tmp_path / "missing")])
+    assert "not a readable nanobiggan checkpoint" in cli_error(train.main, ["--resume", str(tmp_path / "junk.pt")])
+    assert "no run log" in cli_error(train.main, ["--plots", str(tmp_path / "missing")])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_device_errors():
-    assert "no CUDA GPU" in error_of(["--device", "cuda"])
-    assert "choose auto, cpu, cuda or mps" in error_of(["--device", "tpu"])
+def test_device_errors(cli_error):
+    assert "no CUDA GPU" in cli_error(train.main, ["--device", "cuda"])
+    assert "choose auto, cpu, cuda or mps" in cli_error(train.main, ["--device", "tpu"])
