@@ -3,6 +3,7 @@
     python bench.py --preset cifar10 --batch-size 64                      # CPU, fp32
     python bench.py --preset biggan-128 --batch-size 64 --precision bf16 --channels-last --compile
     python bench.py --preset cifar10 --json out.json                      # also write the numbers as JSON
+    python bench.py --preset biggan-128 --batch-size max --precision bf16 --compile  # the largest batch that fits
 
 Measured, over warmed-up repeats (median and spread):
 - training iterations/s (one iteration = `d_steps` D steps + 1 G step + EMA) and real images/s;
@@ -16,10 +17,12 @@ Real batches are synthetic tensors already on the device: this measures the mode
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import resource
 import statistics
+import sys
 import time
 
 import torch
@@ -52,6 +55,41 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int) -> float:
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     times = timed(lambda: a @ b, device, warmup=3, repeats=10)
     return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def largest_batch(fits, step: int = 8, limit: int = 1 << 14) -> int:
+    """The largest multiple of `step` (≤ limit) for which fits(batch) is True, assuming fits is monotone:
+    doubling until the first failure, then bisection. 0 if even `step` does not fit."""
+    lo, hi = 0, step  # fits(lo) is known True (or lo = 0), fits(hi) is unknown
+    while hi <= limit and fits(hi):
+        lo, hi = hi, 2 * hi
+    hi = min(hi, (limit // step + 1) * step)  # the first multiple known (or assumed) not to fit
+    while hi - lo > step:
+        mid = (lo + hi) // 2 // step * step
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def training_fits(preset: str, precision: str, compile: bool, channels_last: bool, device: str, overrides: dict):
+    """fits(batch) for largest_batch: one training iteration at that batch, False on out-of-memory."""
+    def fits(batch: int) -> bool:
+        dev = torch.device(device)
+        try:
+            cfg = get_config(preset, batch_size=batch, precision=precision, **overrides)
+            trainer = Trainer(cfg, dev, compile=compile, channels_last=channels_last)
+            trainer.train_step(FixedBatches(cfg, trainer.micro, dev, trainer.memory_format))
+            sync(dev)
+            print(f"  batch {batch}: fits")
+            return True
+        except torch.OutOfMemoryError:
+            print(f"  batch {batch}: out of memory")
+            return False
+        finally:
+            trainer = None
+            gc.collect()
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+    return fits
 
 
 def flops_of(fn) -> int:
@@ -150,7 +188,8 @@ def bench(preset: str, batch_size: int, precision: str, compile: bool, channels_
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="cifar10")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", default="64", help="an integer, or max: the largest multiple of 8 that trains "
+                   "without running out of memory (found by doubling and bisection)")
     p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16"))
     p.add_argument("--compile", action="store_true")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
@@ -170,6 +209,20 @@ def main(argv=None):
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     peak_n = args.peak_n or (8192 if args.device.startswith("cuda") else 4096)
     overrides = {"d_steps": args.d_steps} if args.d_steps else {}
+    if args.batch_size == "max" and not args.device.startswith("cuda"):
+        sys.exit("error: --batch-size max needs a CUDA device (on a CPU the OS kills the process instead of "
+                 "raising out-of-memory); pass an integer")
+    if args.batch_size == "max":
+        args.batch_size = largest_batch(training_fits(args.preset, args.precision, args.compile, args.channels_last,
+                                                      args.device, overrides))
+        print(f"largest batch that fits: {args.batch_size}")
+        if args.batch_size == 0:
+            sys.exit("error: not even a batch of 8 fits in memory on this device")
+    else:
+        try:
+            args.batch_size = int(args.batch_size)
+        except ValueError:
+            sys.exit(f"error: --batch-size must be an integer or max, got {args.batch_size!r}")
     r = bench(args.preset, args.batch_size, args.precision, args.compile, args.channels_last, args.device,
               args.repeats, args.warmup, args.sample_batch, peak_n, overrides, args.profile)
     mem = f"{r['peak_mem_gib']:.1f} GiB GPU" if "peak_mem_gib" in r else f"{r['peak_rss_gib']:.1f} GiB RSS"

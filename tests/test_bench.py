@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 _spec = importlib.util.spec_from_file_location("bench", Path(__file__).resolve().parents[1] / "bench.py")
 bench = importlib.util.module_from_spec(_spec)
@@ -30,3 +32,25 @@ def test_flops_are_linear_in_batch_size():
     large = bench.main(TINY + ["--sample-batch", "4", "--no-channels-last"])
     assert small["channels_last"] is False
     assert large["sample_gflop_per_batch"] == pytest.approx(2 * small["sample_gflop_per_batch"], rel=1e-12)
+
+
+@given(capacity=st.integers(0, 5000), step=st.sampled_from([1, 8, 16]), limit=st.integers(8, 4096))
+def test_largest_batch_finds_the_capacity(capacity, step, limit):
+    """Against the explicit answer: the largest multiple of step that is ≤ capacity and ≤ limit."""
+    calls = []
+
+    def fits(b):
+        calls.append(b)
+        assert b % step == 0 and b > 0
+        return b <= capacity
+
+    expected = min(capacity, limit) // step * step
+    assert bench.largest_batch(fits, step, limit) == expected
+    assert len(calls) <= 2 * (limit // step).bit_length() + 2  # doubling + bisection: logarithmic
+
+
+def test_batch_size_flag_errors():
+    with pytest.raises(SystemExit, match="integer or max"):
+        bench.main(["--batch-size", "lots"])
+    with pytest.raises(SystemExit, match="needs a CUDA device"):
+        bench.main(["--batch-size", "max", "--device", "cpu"])
