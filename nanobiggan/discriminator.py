@@ -18,11 +18,8 @@ import torch.nn.functional as F
 from nanobiggan.attention import SelfAttention
 from nanobiggan.config import Config
 from nanobiggan.generator import init_orthogonal_
+from nanobiggan.resample import conv_downsample, downsample
 from nanobiggan.spectral_norm import SNConv2d, SNEmbedding, SNLinear
-
-
-def downsample(x: torch.Tensor) -> torch.Tensor:
-    return F.avg_pool2d(x, 2)  # (n c h w) -> (n c h/2 w/2)
 
 
 class DBlock(nn.Module):
@@ -37,9 +34,12 @@ class DBlock(nn.Module):
 
     def forward(self, x):
         h = F.relu(x) if self.preact else x
-        h = self.conv2(F.relu(self.conv1(h)))
-        if self.down:
-            h, x = downsample(h), downsample(x)  # pooling commutes with the 1x1 skip conv: pool first, 4x cheaper
+        h = F.relu(self.conv1(h))
+        if self.down:  # downsample(conv2(h)) as one stride-2 4x4 conv: 2.25x fewer FLOPs (resample.py)
+            h = conv_downsample(h, self.conv2.sn_weight(), self.conv2.bias)
+            x = downsample(x)  # pooling commutes with the 1x1 skip conv: pool first, 4x cheaper
+        else:
+            h = self.conv2(h)
         return h + (self.conv_sc(x) if self.conv_sc is not None else x)
 
 

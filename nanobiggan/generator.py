@@ -23,11 +23,8 @@ from einops import rearrange
 from nanobiggan.attention import SelfAttention
 from nanobiggan.cbn import ConditionalBatchNorm2d
 from nanobiggan.config import Config
+from nanobiggan.resample import upsample, upsample_conv
 from nanobiggan.spectral_norm import SNConv2d, SNLinear, SpectralNorm
-
-
-def upsample(x: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(x, scale_factor=2, mode="nearest")  # (n c h w) -> (n c 2h 2w)
 
 
 class GBlock(nn.Module):
@@ -42,7 +39,8 @@ class GBlock(nn.Module):
         self.conv_sc = SNConv2d(cin, cout, 1, **cfg.sn)
 
     def forward(self, x, c):
-        h = self.conv1(upsample(F.relu(self.bn1(x, c))))
+        # conv1(upsample(h)) as one stride-2 transposed conv at low resolution: 2.25x fewer FLOPs (resample.py)
+        h = upsample_conv(F.relu(self.bn1(x, c)), self.conv1.sn_weight(), self.conv1.bias)
         h = self.conv2(F.relu(self.bn2(h, c)))
         # A 1x1 conv commutes with nearest upsampling: convolve at low resolution, 4x fewer FLOPs.
         return h + upsample(self.conv_sc(x))
@@ -66,9 +64,10 @@ class DeepGBlock(nn.Module):
         h = self.conv1(F.relu(self.bn1(x, c)))
         h = F.relu(self.bn2(h, c))
         x = x[:, : self.cout]  # identity-preserving skip: drop channels, no 1x1 conv
-        if self.up:
-            h, x = upsample(h), upsample(x)
-        h = self.conv2(h)
+        if self.up:  # conv2(upsample(h)) fused as in GBlock
+            h, x = upsample_conv(h, self.conv2.sn_weight(), self.conv2.bias), upsample(x)
+        else:
+            h = self.conv2(h)
         h = self.conv3(F.relu(self.bn3(h, c)))
         h = self.conv4(F.relu(self.bn4(h, c)))
         return h + x
