@@ -10,7 +10,8 @@ Measured, over warmed-up repeats (median and spread):
 - sampling images/s (EMA G in eval mode, no autograd);
 - FLOPs per iteration / per sample batch, counted with torch.utils.flop_counter (matmuls and convs);
 - achieved GFLOP/s and that as a fraction of a peak measured in the same run: a large fp32 matmul on
-  the CPU; bf16 and fp32 (TF32 off) matmuls on a GPU;
+  the CPU; bf16, TF32 and fp32 matmuls on a GPU. The fraction is the median over repeats of each repeat's
+  ratio to a peak measured right after it, so a VM whose speed drifts during the run moves both together;
 - peak memory: max RSS on the CPU, torch.cuda.max_memory_allocated on a GPU.
 Real batches are synthetic tensors already on the device: this measures the model, not the data loader.
 """
@@ -50,11 +51,27 @@ def timed(fn, device, warmup: int, repeats: int) -> list[float]:
     return times
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, n: int) -> float:
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, warmup: int = 3, repeats: int = 10) -> float:
     """GFLOP/s of an n x n x n matmul: the ceiling the model's convs and matmuls are compared with."""
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    times = timed(lambda: a @ b, device, warmup=3, repeats=10)
+    times = timed(lambda: a @ b, device, warmup, repeats)
     return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def timed_with_peak(fn, peak, device, warmup: int, repeats: int) -> tuple[list[float], list[float]]:
+    """Times of fn, each repeat followed by a fresh peak(): on a machine whose speed drifts (a VM's shared
+    cores, clocks) both numbers of a pair see the same machine, so their ratio is steadier than a ratio
+    to one peak taken minutes earlier or later."""
+    times, peaks = [], []
+    for i in range(warmup + repeats):
+        sync(device)
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+            peaks.append(peak())
+    return times, peaks
 
 
 def largest_batch(fits, step: int = 8, limit: int = 1 << 14) -> int:
@@ -110,9 +127,14 @@ class FixedBatches:
         return self.x, self.y
 
 
-def summary(times: list[float], work: float) -> dict:
+def summary(times: list[float], work: float, flops: float, peaks: list[float]) -> dict:
+    """Median and spread of the times; achieved GFLOP/s at the median time; the fraction of the peak as the
+    median (and spread) of each repeat's own ratio to the peak measured right after it."""
     med = statistics.median(times)
-    return {"median_s": med, "min_s": min(times), "max_s": max(times), "per_s": work / med}
+    fracs = [flops / t / 1e9 / p for t, p in zip(times, peaks)]
+    return {"median_s": med, "min_s": min(times), "max_s": max(times), "per_s": work / med,
+            "gflops": flops / med / 1e9, "frac": statistics.median(fracs), "frac_min": min(fracs),
+            "frac_max": max(fracs)}
 
 
 def bench(preset: str, batch_size: int, precision: str, compile: bool, channels_last: bool, device: str,
@@ -124,11 +146,24 @@ def bench(preset: str, batch_size: int, precision: str, compile: bool, channels_
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
 
+    # The ceiling of the arithmetic the step really runs: bf16 under autocast; on GPUs cuDNN runs "fp32" convs
+    # in TF32 by default, so the TF32 matmul; strict fp32 otherwise.
+    ref_name = ("bf16" if trainer.precision in ("bf16", "fp16") and dev.type == "cuda" else
+                "tf32" if dev.type == "cuda" and torch.backends.cudnn.allow_tf32 else "fp32")
+
+    def peak(name: str = ref_name, warmup: int = 1, repeats: int = 3) -> float:
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = name == "tf32"
+        try:
+            return matmul_peak(dev, torch.bfloat16 if name == "bf16" else torch.float32, peak_n, warmup, repeats)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+
     # FLOPs are counted on the eager model (the compiled one runs the same arithmetic).
     counter = Trainer(cfg, dev, channels_last=channels_last) if compile else trainer
     train_flops = flops_of(lambda: counter.train_step(FixedBatches(cfg, counter.micro, dev, counter.memory_format)))
     del counter
-    train_times = timed(lambda: trainer.train_step(batches), dev, warmup, repeats)
+    train_times, train_peaks = timed_with_peak(lambda: trainer.train_step(batches), peak, dev, warmup, repeats)
     if profile:  # where the time goes: the top ops of two training iterations
         acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if dev.type == "cuda" else [])
         with torch.profiler.profile(activities=acts) as prof:
@@ -148,19 +183,11 @@ def bench(preset: str, batch_size: int, precision: str, compile: bool, channels_
             return G_fwd(z, y)
 
     sample_flops = flops_of(sample)
-    sample_times = timed(sample, dev, warmup, repeats)
+    sample_times, sample_peaks = timed_with_peak(sample, peak, dev, warmup, repeats)
 
-    peaks = {"fp32": matmul_peak(dev, torch.float32, peak_n)}
-    if dev.type == "cuda":
-        peaks["bf16"] = matmul_peak(dev, torch.bfloat16, peak_n)
-        torch.backends.cuda.matmul.allow_tf32, before = True, torch.backends.cuda.matmul.allow_tf32
-        peaks["tf32"] = matmul_peak(dev, torch.float32, peak_n)
-        torch.backends.cuda.matmul.allow_tf32 = before
-    # The ceiling of the arithmetic the step really ran: cuDNN runs "fp32" convs in TF32 by default.
-    fp32_ref = "tf32" if dev.type == "cuda" and torch.backends.cudnn.allow_tf32 else "fp32"
-    ref = peaks["bf16" if trainer.precision in ("bf16", "fp16") and "bf16" in peaks else fp32_ref]
-    train = summary(train_times, 1.0)
-    samp = summary(sample_times, sample_batch)
+    peaks = {name: peak(name, warmup=3, repeats=10) for name in (("fp32", "tf32", "bf16") if dev.type == "cuda" else ("fp32",))}
+    train = summary(train_times, 1.0, train_flops, train_peaks)
+    samp = summary(sample_times, sample_batch, sample_flops, sample_peaks)
     images_per_iter = cfg.batch_size * cfg.d_steps
     result = {
         "preset": preset, "batch_size": batch_size, "precision": trainer.precision, "compile": compile,
@@ -172,12 +199,13 @@ def bench(preset: str, batch_size: int, precision: str, compile: bool, channels_
         "real_img_per_s": images_per_iter * train["per_s"],
         "sample_img_per_s": samp["per_s"], "sample_batch": sample_batch,
         "train_gflop_per_it": train_flops / 1e9, "sample_gflop_per_batch": sample_flops / 1e9,
-        "train_gflops": train_flops / train["median_s"] / 1e9,
-        "sample_gflops": sample_flops / samp["median_s"] / 1e9,
-        "peak_gflops": peaks,
+        "train_gflops": train["gflops"], "sample_gflops": samp["gflops"],
+        "train_frac_peak": train["frac"], "train_frac_peak_min": train["frac_min"], "train_frac_peak_max": train["frac_max"],
+        "sample_frac_peak": samp["frac"], "sample_frac_peak_min": samp["frac_min"], "sample_frac_peak_max": samp["frac_max"],
+        "peak_ref": ref_name, "peak_gflops": peaks,
+        "times_s": {"train": train_times, "sample": sample_times},
+        "paired_peak_gflops": {"train": train_peaks, "sample": sample_peaks},
     }
-    result["train_frac_peak"] = result["train_gflops"] / ref
-    result["sample_frac_peak"] = result["sample_gflops"] / ref
     if dev.type == "cuda":
         result["peak_mem_gib"] = torch.cuda.max_memory_allocated(dev) / 2 ** 30
     else:
@@ -230,12 +258,13 @@ def main(argv=None):
           f"channels_last={r['channels_last']} on {r['device']} (torch {r['torch']}, {r['date']})")
     print(f"  train   {r['train_it_per_s']:8.3f} it/s  (median {r['train_s_median'] * 1e3:.0f} ms, "
           f"min {r['train_s_min'] * 1e3:.0f}, max {r['train_s_max'] * 1e3:.0f})  {r['real_img_per_s']:8.1f} real img/s")
-    print(f"  train   {r['train_gflop_per_it']:8.1f} GFLOP/it  {r['train_gflops']:8.1f} GFLOP/s  "
-          f"{100 * r['train_frac_peak']:5.1f}% of peak")
-    print(f"  sample  {r['sample_img_per_s']:8.1f} img/s  {r['sample_gflops']:8.1f} GFLOP/s  "
-          f"{100 * r['sample_frac_peak']:5.1f}% of peak")
+    frac = "{:5.1f}% of peak ({:.1f}-{:.1f})".format
+    print(f"  train   {r['train_gflop_per_it']:8.1f} GFLOP/it  {r['train_gflops']:8.1f} GFLOP/s  " + frac(
+          *(100 * r[f"train_frac_peak{k}"] for k in ("", "_min", "_max"))))
+    print(f"  sample  {r['sample_img_per_s']:8.1f} img/s  {r['sample_gflops']:8.1f} GFLOP/s  " + frac(
+          *(100 * r[f"sample_frac_peak{k}"] for k in ("", "_min", "_max"))))
     print(f"  peak    " + ", ".join(f"{k} matmul {v:.0f} GFLOP/s" for k, v in r["peak_gflops"].items())
-          + f";  memory {mem}")
+          + f" (each repeat's % is against the {r['peak_ref']} peak measured right after it);  memory {mem}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(r, fh, indent=2)

@@ -1,6 +1,7 @@
 """bench.py: runs end to end on a tiny config, and its FLOP counts and fractions are consistent."""
 import importlib.util
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,18 @@ TINY = ["--preset", "cifar10-tiny", "--batch-size", "4", "--repeats", "1", "--wa
 
 def test_bench_reports_consistent_numbers(tmp_path):
     out = tmp_path / "r.json"
-    r = bench.main(TINY + ["--sample-batch", "4", "--json", str(out)])
+    r = bench.main(TINY[:4] + ["--repeats", "3", "--warmup", "0", "--peak-n", "64", "--sample-batch", "4",
+                                "--json", str(out)])
     assert json.loads(out.read_text()) == r  # floats round-trip exactly through JSON
     assert r["channels_last"] is True  # the trainer's default
-    # achieved GFLOP/s = FLOPs / median time; fraction = that / the measured fp32 matmul peak
+    # achieved GFLOP/s = FLOPs / median time; fraction = the median of each repeat's FLOPs / time / its own peak
     assert r["train_gflops"] == pytest.approx(r["train_gflop_per_it"] / r["train_s_median"])
-    assert r["train_frac_peak"] == pytest.approx(r["train_gflops"] / r["peak_gflops"]["fp32"])
+    for part, gflop in (("train", r["train_gflop_per_it"]), ("sample", r["sample_gflop_per_batch"])):
+        times, peaks = r["times_s"][part], r["paired_peak_gflops"][part]
+        assert len(times) == len(peaks) == 3 and r["train_s_median"] == statistics.median(r["times_s"]["train"])
+        fracs = sorted(gflop / t / p for t, p in zip(times, peaks))
+        assert [r[f"{part}_frac_peak{k}"] for k in ("_min", "", "_max")] == pytest.approx(fracs)
+    assert r["peak_ref"] == "fp32" and r["peak_gflops"]["fp32"] > 0
     assert r["real_img_per_s"] == pytest.approx(4 * 2 * r["train_it_per_s"])  # batch x d_steps
     assert r["peak_rss_gib"] > 0
 
