@@ -1,12 +1,12 @@
 # The same trainer, alternating fused (nanobiggan.resample) and unfused (upsample->conv, conv->avgpool) ops
 # per training iteration, so both see the same machine. Run from anywhere: python ab_fused_vs_unfused.py
 import sys, time, statistics, torch, torch.nn.functional as F
-sys.argv=['x']; sys.path.insert(0,'/work/main')
+from pathlib import Path; ROOT = Path(__file__).resolve().parents[2]; sys.path.insert(0, str(ROOT))
 import nanobiggan.generator as gen, nanobiggan.discriminator as dis
 from nanobiggan import get_config
 from nanobiggan.trainer import Trainer
 import importlib.util
-spec=importlib.util.spec_from_file_location("bench","/work/main/bench.py"); bench=importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
+spec=importlib.util.spec_from_file_location("bench",ROOT / "bench.py"); bench=importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
 fused=(gen.upsample_conv, dis.conv_downsample)
 unf=(lambda x,w,b: F.conv2d(F.interpolate(x,scale_factor=2,mode="nearest"),w,b,padding=1),
      lambda x,w,b: F.avg_pool2d(F.conv2d(x,w,b,padding=1),2))
