@@ -40,8 +40,8 @@ class GBlock(nn.Module):
 
     def forward(self, x, c):
         # conv1(upsample(h)) as one stride-2 transposed conv at low resolution: 2.25x fewer FLOPs (resample.py)
-        h = upsample_conv(F.relu(self.bn1(x, c)), self.conv1.sn_weight(), self.conv1.bias)
-        h = self.conv2(F.relu(self.bn2(h, c)))
+        h = upsample_conv(F.relu(self.bn1(x, c), inplace=True), self.conv1.sn_weight(), self.conv1.bias)
+        h = self.conv2(F.relu(self.bn2(h, c), inplace=True))
         # A 1x1 conv commutes with nearest upsampling: convolve at low resolution, 4x fewer FLOPs.
         return h + upsample(self.conv_sc(x))
 
@@ -61,15 +61,15 @@ class DeepGBlock(nn.Module):
         self.conv4 = SNConv2d(hid, cout, 1, **cfg.sn)
 
     def forward(self, x, c):
-        h = self.conv1(F.relu(self.bn1(x, c)))
-        h = F.relu(self.bn2(h, c))
+        h = self.conv1(F.relu(self.bn1(x, c), inplace=True))
+        h = F.relu(self.bn2(h, c), inplace=True)
         x = x[:, : self.cout]  # identity-preserving skip: drop channels, no 1x1 conv
         if self.up:  # conv2(upsample(h)) fused as in GBlock
             h, x = upsample_conv(h, self.conv2.sn_weight(), self.conv2.bias), upsample(x)
         else:
             h = self.conv2(h)
-        h = self.conv3(F.relu(self.bn3(h, c)))
-        h = self.conv4(F.relu(self.bn4(h, c)))
+        h = self.conv3(F.relu(self.bn3(h, c), inplace=True))
+        h = self.conv4(F.relu(self.bn4(h, c), inplace=True))
         return h + x
 
 
@@ -114,7 +114,7 @@ class Generator(nn.Module):
                 h = block(h)
             else:  # BigGAN: chunk i+1 for block i; BigGAN-deep: the same [z, e] for every block
                 h = block(h, c if conds is None else next(conds))
-        return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
+        return torch.tanh(self.out_conv(F.relu(self.out_bn(h), inplace=True)))
 
 
 def init_orthogonal_(model: nn.Module) -> None:
