@@ -62,15 +62,12 @@ def timed_with_peak(fn, peak, device, warmup: int, repeats: int) -> tuple[list[f
     """Times of fn, each repeat followed by a fresh peak(): on a machine whose speed drifts (a VM's shared
     cores, clocks) both numbers of a pair see the same machine, so their ratio is steadier than a ratio
     to one peak taken minutes earlier or later."""
-    times, peaks = [], []
-    for i in range(warmup + repeats):
-        sync(device)
-        t = time.perf_counter()
+    for _ in range(warmup):
         fn()
-        sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t)
-            peaks.append(peak())
+    times, peaks = [], []
+    for _ in range(repeats):
+        times += timed(fn, device, warmup=0, repeats=1)
+        peaks.append(peak())
     return times, peaks
 
 
