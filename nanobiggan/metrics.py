@@ -210,6 +210,7 @@ class InceptionFeatures:
         self.net, self.kind, self.sha256, self.path = net, kind, sha256, path
         self.device = torch.device(device)
         self.has_logits = kind in ("stylegan", "torch-fidelity")
+        self._classifier = None  # StyleGAN's output weight once checked (features_and_probs), False if unusable
         if kind == "plain":  # NHWC: oneDNN's convs run ~1.3x faster on CPU; features agree to ~1e-6
             self.net = self.net.to(memory_format=torch.channels_last)
 
@@ -236,6 +237,31 @@ class InceptionFeatures:
         if self.kind == "stylegan":
             return self.net(u, no_output_bias=True).float().cpu()
         return self.net(u)[1].softmax(dim=1).float().cpu()
+
+    @torch.inference_mode()
+    def features_and_probs(self, images_uint8: torch.Tensor):
+        """(features (n 2048), probs (n 1008) or None) with one pass through the network where it allows.
+
+        torch-fidelity's module returns both from one forward. StyleGAN's TorchScript returns one or the other
+        per call, but its classifier is a linear layer on the pool features (`output`), so probs follow from
+        the features; that shortcut is checked against the net's own no_output_bias call on the first batch
+        and used only if the two agree, else every batch takes the second forward.
+        """
+        if self.kind == "torch-fidelity":
+            f, logits = self.net(images_uint8.to(self.device))
+            return f.reshape(len(f), -1).float().cpu(), logits.softmax(dim=1).float().cpu()
+        f = self.features(images_uint8)
+        if not self.has_logits:
+            return f, None
+        if self._classifier is None:  # first batch: check the shortcut
+            weight = getattr(getattr(self.net, "output", None), "weight", None)
+            probs = self.probs(images_uint8)
+            ok = weight is not None and torch.allclose((f @ weight.float().cpu().T).softmax(dim=1), probs, atol=1e-5)
+            self._classifier = weight.float().cpu() if ok else False
+            return f, probs
+        if self._classifier is False:
+            return f, self.probs(images_uint8)
+        return f, (f @ self._classifier.T).softmax(dim=1)
 
 
 def load_inception(path=None, device="cpu") -> InceptionFeatures:

@@ -267,6 +267,61 @@ def test_network_kinds_and_inception_score_availability(fake_paths):
     assert metrics.extract_features(sg, images).shape == (5, 2048)
 
 
+class Counting(torch.nn.Module):
+    """Counts forwards of a wrapped net (an eager module, so InceptionFeatures sees its `output` layer)."""
+
+    def __init__(self, net, temperature=1.0):
+        super().__init__()
+        self.net, self.output, self.calls, self.temperature = net, net.output, 0, temperature
+
+    def forward(self, img, return_features: bool = False, no_output_bias: bool = False):
+        self.calls += 1
+        if return_features:
+            return self.net(img, return_features=True)
+        return (self.net(img, no_output_bias=no_output_bias).log() / self.temperature).softmax(dim=1)
+
+
+def test_features_and_probs_take_one_forward_and_equal_the_separate_calls():
+    """StyleGAN's net: the first batch checks probs-from-features against the net's own classifier call,
+    later batches take one forward; a net whose probs are not linear in the features keeps two forwards;
+    torch-fidelity's module gives both from one forward. Values equal features()/probs() in every case."""
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    for temperature, calls_per_batch in ((1.0, 1), (2.0, 2)):  # T=2: not softmax(features @ W.T), so no shortcut
+        counted = Counting(FakeStyleGAN(), temperature)
+        net = metrics.InceptionFeatures(counted, "stylegan", sha256="")
+        expected = net.features(images), net.probs(images)
+        for batch in range(3):
+            counted.calls = 0
+            feats, probs = net.features_and_probs(images)
+            assert counted.calls == (2 if batch == 0 else calls_per_batch)
+            torch.testing.assert_close(feats, expected[0], atol=0, rtol=0)
+            torch.testing.assert_close(probs, expected[1], atol=1e-6, rtol=0)
+
+    class FakeFidelity(torch.nn.Module):  # torch-fidelity's extractor: (features, logits_unbiased) per call
+        def __init__(self):
+            super().__init__()
+            self.net, self.calls = FakeStyleGAN(), 0
+
+        def forward(self, img):
+            self.calls += 1
+            feats = self.net(img, return_features=True)
+            return feats, feats @ self.net.output.weight.T
+
+    fidelity = FakeFidelity()
+    net = metrics.InceptionFeatures(fidelity, "torch-fidelity", sha256="")
+    expected = net.features(images), net.probs(images)
+    fidelity.calls = 0
+    feats, probs = net.features_and_probs(images)
+    assert fidelity.calls == 1
+    torch.testing.assert_close(feats, expected[0], atol=0, rtol=0)
+    torch.testing.assert_close(probs, expected[1], atol=0, rtol=0)
+    plain = metrics.InceptionFeatures(FakePlain(), "plain", sha256="")
+    small = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    feats, probs = plain.features_and_probs(small)
+    assert probs is None and torch.equal(feats, plain.features(small))
+
+
 def test_streaming_matches_one_shot_and_any_batch_size(fake_paths):
     net = metrics.load_inception(fake_paths["plain"])
     images = torch.rand(11, 3, 16, 16) * 2 - 1
