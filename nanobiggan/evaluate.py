@@ -162,10 +162,10 @@ def sample_features(G, net, n: int, truncation=None, seed: int = 0, batch_size: 
         images = metrics.to_uint8(generate(G, zc, yc, batch_size))  # (b 3 R R) uint8: the one quantization
         seconds["sampling"] += time.perf_counter() - t
         t = time.perf_counter()
-        for chunk in images.split(batch_size):
-            f, p = net.features_and_probs(chunk)  # one Inception pass for both where the net allows
-            feats.append(f.double().numpy())
-            probs += [] if p is None else [p.double().numpy()]
+        f, p = net.features_and_probs(images)  # one Inception pass for both where the net allows
+        feats.append(f.double().numpy())
+        if p is not None:
+            probs.append(p.double().numpy())
         seconds["features"] += time.perf_counter() - t
     return np.concatenate(feats), (np.concatenate(probs) if probs else None), seconds
 
