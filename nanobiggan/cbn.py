@@ -24,8 +24,10 @@ class ConditionalBatchNorm2d(nn.Module):
     def __init__(self, num_features, cond_dim, eps=1e-4, momentum=0.1, sn_eps=1e-6, sn_num_svs=1):
         super().__init__()
         self.bn = nn.BatchNorm2d(num_features, eps=eps, momentum=momentum, affine=False)
-        self.gain = SNLinear(cond_dim, num_features, bias=True, eps=sn_eps, num_svs=sn_num_svs)
-        self.bias = SNLinear(cond_dim, num_features, bias=True, eps=sn_eps, num_svs=sn_num_svs)
+        # No bias terms: the gain and bias are *linear* projections of c (§3), as in BigGAN-PyTorch and the
+        # TF-Hub release; a bias here would be a free class-independent affine that SN and ortho never touch.
+        self.gain = SNLinear(cond_dim, num_features, bias=False, eps=sn_eps, num_svs=sn_num_svs)
+        self.bias = SNLinear(cond_dim, num_features, bias=False, eps=sn_eps, num_svs=sn_num_svs)
 
     def forward(self, x, c):
         if x.ndim != 4 or c.ndim != 2 or x.shape[0] != c.shape[0]:

@@ -7,7 +7,7 @@ our `Generator(get_config("biggan-deep-R"))` and fails, listing names, if any is
     reference (pytorch-pretrained-biggan)           ours
     embeddings.weight (z n_classes), one-hot input  shared.weight (n_classes z), class ids: the same product
     generator.gen_z, output viewed (n h w c)        linear, output viewed (n (c h w)): rows permuted
-    layers.i.bn_k.scale/offset (1 + scale, no bias) blocks.i.bn{k+1}.gain/bias (1 + gain, zero bias)
+    layers.i.bn_k.scale/offset (1 + scale, no bias) blocks.i.bn{k+1}.gain/bias (1 + gain, no bias)
     layers.i.conv_k                                 blocks.i.conv{k+1}
     layers.8.snconv1x1_{theta,phi,g,o_conv}, gamma  blocks.8.{theta,phi,g,o}, gamma
     generator.bn (affine), conv_to_rgb (ch -> ch)   out_bn, out_conv (ch -> 3): see _rgb_rows
@@ -149,9 +149,6 @@ def convert(ref: dict, ref_config: dict) -> tuple[Generator, Config]:
             t[f"{name}.sv"] = (u @ t[f"{name}.weight"].flatten(1) @ v)[None]  # σ0 that eval mode divides by
         if isinstance(m, SelfAttention):
             t[f"{name}.gamma"] = t[f"{name}.gamma"].reshape(())  # (1,) -> ()
-        if isinstance(m, ConditionalBatchNorm2d):  # the reference's projections have no bias: ours are 0
-            t[f"{name}.gain.bias"], t[f"{name}.bias.bias"] = torch.zeros(m.gain.out_features), torch.zeros(
-                m.bias.out_features)
     for name, (means, var) in stats.items():
         t |= {f"{name}.running_mean": means[-1].clone(), f"{name}.running_var": var[-1].clone(),
               f"{name}.num_batches_tracked": torch.tensor(0)}

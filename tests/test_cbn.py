@@ -43,32 +43,40 @@ def test_zero_projections_equal_plain_batchnorm(n, c, h, w, d, seed):
 
 @given(**dims)
 def test_gain_is_centred_at_one(n, c, h, w, d, seed):
-    """A gain projection that outputs b must scale BN(x) by 1 + b, not by b (GUIDE §4 item 12)."""
+    """A gain projection that outputs g must scale BN(x) by 1 + g, not by g (a missing "+1" once broke a
+    BigGAN-deep port for a year)."""
+    torch.manual_seed(seed)
+    cbn = ConditionalBatchNorm2d(c, d).eval()
+    with torch.no_grad():
+        cbn.bias.weight.zero_()
+    x, cond = torch.randn(n, c, h, w), torch.randn(n, d)
+    g = cond @ sn_matrix(cbn.gain).T  # (n c)
+    torch.testing.assert_close(cbn(x, cond), cbn.bn(x) * (1 + g)[:, :, None, None])
+
+
+@given(**dims)
+def test_projections_are_linear_without_bias(n, c, h, w, d, seed):
+    """§3: gain and bias are *linear* projections of the conditioning vector, as in every reference
+    implementation: no bias terms, so a zero condition gives plain BN whatever the weights are."""
     torch.manual_seed(seed)
     cbn = ConditionalBatchNorm2d(c, d)
-    zero_projections(cbn)
-    b = torch.randn(c)
-    with torch.no_grad():
-        cbn.gain.bias.copy_(b)
-    bn = nn.BatchNorm2d(c, eps=1e-4, affine=False)
-    x, cond = torch.randn(n, c, h, w), torch.randn(n, d)
-    torch.testing.assert_close(cbn(x, cond), bn(x) * (1 + b).view(1, c, 1, 1))
+    assert cbn.gain.bias is None and cbn.bias.bias is None
+    assert sum(p.numel() for p in cbn.parameters()) == 2 * d * c
+    x = torch.randn(n, c, h, w)
+    torch.testing.assert_close(cbn(x, torch.zeros(n, d)), nn.BatchNorm2d(c, eps=1e-4, affine=False)(x))
 
 
 @given(**dims)
 def test_per_sample_conditioning_matches_formula(n, c, h, w, d, seed):
     torch.manual_seed(seed)
     cbn = ConditionalBatchNorm2d(c, d)
-    with torch.no_grad():
-        cbn.gain.bias.normal_()
-        cbn.bias.bias.normal_()
     cbn.train()(torch.randn(n, c, h, w), torch.randn(n, d))  # move running stats and u, v off their init
     cbn.eval()
     x = torch.randn(1, c, h, w).expand(n, c, h, w)  # the same image for every sample...
     cond = torch.randn(n, d)  # ...with a different condition each
     bn = cbn.bn(x)
-    gain = 1 + cond @ sn_matrix(cbn.gain).T + cbn.gain.bias  # (n c)
-    bias = cond @ sn_matrix(cbn.bias).T + cbn.bias.bias
+    gain = 1 + cond @ sn_matrix(cbn.gain).T  # (n c)
+    bias = cond @ sn_matrix(cbn.bias).T
     expected = bn * gain[:, :, None, None] + bias[:, :, None, None]
     out = cbn(x, cond)
     torch.testing.assert_close(out, expected)
