@@ -7,6 +7,9 @@ Both are about how G is *evaluated*, not trained:
 - Standing statistics: G's BatchNorm running stats are replaced by the true average of batch
   statistics over ~100 batches of G's own inputs, so the output of G in eval mode no longer
   depends on the training-time momentum, or on the batch size used for sampling.
+- Spectral norm of the average: the EMA copy's u, v come from the live G, whose power iteration
+  tracks the live weights W, not their average W_ema; u_liveᵀ W_ema v_live underestimates σ0(W_ema).
+  `standing_stats`, the step every sampling path takes, first converges u, v on the model's own weights.
 
 Tutorial: tutorials/08_ema_standing_stats.md
 """
@@ -15,6 +18,8 @@ import copy
 
 import torch
 from torch import nn
+
+from nanobiggan.spectral_norm import spectral_modules
 
 
 class EMA:
@@ -66,20 +71,32 @@ class EMA:
 
 
 @torch.no_grad()
+def converge_spectral_norms_(model: nn.Module, num_itrs: int = 30) -> nn.Module:
+    """Run `num_itrs` power iterations on every spectrally normalized layer's own current weight, warm-started
+    from its u, v, so the σ0 that eval mode divides by is σ0 of *these* weights (an EMA model's are an average
+    its copied u, v were never iterated on). Returns the model."""
+    for layer in spectral_modules(model).values():
+        layer.reset_singular_vectors_(num_itrs)
+    return model
+
+
+@torch.no_grad()
 def standing_stats(model: nn.Module, sample_inputs, n_batches: int = 100) -> nn.Module:
-    """Standing statistics, BigGAN App. C.1: recompute every BatchNorm's running mean/var as the
+    """Prepare G for sampling: converge its spectral norms on its own weights (`converge_spectral_norms_`),
+    then standing statistics, BigGAN App. C.1: recompute every BatchNorm's running mean/var as the
     cumulative average over `n_batches` forwards of `model(*sample_inputs())`.
 
     Only the BatchNorm modules (any `_BatchNorm`: BatchNorm1d/2d, SyncBatchNorm, the `bn` inside
     conditional BN) run in train mode, with momentum=None so torch keeps a true cumulative average
     (of batch means, and of unbiased batch variances). Every other module stays in eval mode, so
-    e.g. spectral norm's power iteration does not run and its u/v stay fixed. Afterwards the BN
+    spectral norm's per-forward power iteration does not run during those forwards. Afterwards the BN
     momenta are restored and the whole model is left in eval mode. Returns the model.
     """
     if not callable(sample_inputs):
         raise TypeError("sample_inputs must be a zero-argument callable returning G's inputs, e.g. lambda: (z, y)")
     if n_batches < 1:
         raise ValueError(f"standing_stats needs n_batches >= 1 (the paper uses 100); got {n_batches!r}")
+    converge_spectral_norms_(model)
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     momenta = [bn.momentum for bn in bns]
     model.eval()

@@ -160,3 +160,35 @@ def test_standing_stats_rejects_bad_arguments():
         standing_stats(tiny(), torch.randn(1, 2, 3, 3))
     with pytest.raises(ValueError, match="n_batches"):
         standing_stats(tiny(), lambda: (torch.randn(1, 2, 3, 3),), n_batches=0)
+
+
+def test_sampling_protocol_divides_ema_weights_by_their_own_sigma():
+    """G_ema's u, v are copied from the live G, whose power iteration never saw the averaged weights; the
+    sampling protocol (standing_stats) must converge them, so every layer divides W_ema by σ0(W_ema)."""
+    from nanobiggan.config import get_config
+    from nanobiggan.generator import Generator
+    from nanobiggan.spectral_norm import spectral_modules
+    cfg = get_config("cifar10-tiny", g_ch=2, d_ch=4)
+    torch.manual_seed(0)
+    G = Generator(cfg)
+    ema = EMA(G, decay=0.5, start=0)
+    for step in range(3):  # live weights far from their average, live u, v converged on the live weights
+        with torch.no_grad():
+            for p in G.parameters():
+                p.add_(torch.randn(p.shape) * (p.std() if p.numel() > 1 else 1.0))  # W_ema lags far behind W
+            for layer in spectral_modules(G).values():
+                layer.reset_singular_vectors_(50)
+        ema.update(G, step)
+
+    def rel_errors():
+        errs = {}
+        for name, layer in spectral_modules(ema.model).items():
+            W = layer.weight.detach().flatten(1).double()
+            used = layer.u[0].double() @ W @ layer.v[0].double()  # the σ eval mode divides by
+            errs[name] = abs(used / torch.linalg.svdvals(W)[0] - 1).item()
+        return errs
+
+    assert max(rel_errors().values()) > 1e-2  # the copied vectors really were wrong for W_ema
+    standing_stats(ema.model, lambda: (torch.randn(8, cfg.z_dim), torch.randint(0, 10, (8,))), n_batches=2)
+    errs = rel_errors()
+    assert max(errs.values()) < 1e-3, {k: v for k, v in errs.items() if v >= 1e-3}
