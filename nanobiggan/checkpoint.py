@@ -234,12 +234,12 @@ def find_checkpoint(arg: str | None) -> Path:
 def load_generator(ckpt: Path, ema: bool = True, device="cpu"):
     """(G in eval mode, config, class names) from a nanobiggan checkpoint."""
     from nanobiggan import Generator, get_config
-    from nanobiggan.data import CIFAR10_CLASSES
+    from nanobiggan.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES
     state = load_checkpoint(ckpt)
     saved = dict(state["config"])
     cfg = get_config(saved.pop("name"), **saved)
     G = Generator(cfg)
     G.load_state_dict(state["G_ema"]["model"] if ema else state["G"])
-    classes = list(CIFAR10_CLASSES) if cfg.dataset == "cifar10" else state.get("classes") or \
-        [str(i) for i in range(cfg.n_classes)]
+    known = {"cifar10": CIFAR10_CLASSES, "fashion-mnist": FASHION_MNIST_CLASSES}.get(cfg.dataset)
+    classes = list(known) if known else state.get("classes") or [str(i) for i in range(cfg.n_classes)]
     return G.to(device, memory_format=torch.channels_last).eval(), cfg, classes  # NHWC: faster convs

@@ -1,7 +1,12 @@
-"""Datasets: CIFAR-10 (the paper's App. C.2 benchmark) and any class-per-folder image tree (ImageNet).
+"""Datasets: CIFAR-10 (the paper's App. C.2 benchmark), Fashion-MNIST (a CPU quick start) and any
+class-per-folder image tree (ImageNet).
 
-Both datasets yield the same item, so the trainer never asks which one it got:
+Every dataset yields the same item, so the trainer never asks which one it got:
     (image, label) with image float32 `(c h w)` = (3, R, R) in [-1, 1] (G ends in tanh, §3) and label int64.
+
+Fashion-MNIST's 28x28 grayscale images become 32x32 RGB without resampling a pixel: each is padded by 2
+pixels of background on every side (its background is black, 0, so the border is -1 after scaling), and
+the gray channel is repeated 3 times. The model's 32-px architecture (G and D are RGB) is used unchanged.
 
 ImageNet preprocessing follows the paper's setup (as in the authors' BigGAN-PyTorch): crop the
 centre square of side min(H, W), then resize it to R x R. We resize with PIL's BICUBIC filter, which
@@ -9,17 +14,20 @@ is antialiased when shrinking (ImageNet photos are downscaled ~4x to 128 px). Ra
 are optional (`hflip=True`) and drawn from torch's RNG, which DataLoader seeds per worker.
 """
 
+import gzip
 import hashlib
+import math
 import os
 import pickle
 import shutil
 import tarfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
-from einops import rearrange
+from einops import rearrange, repeat
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -29,6 +37,19 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# The official mirror (http only: it is an S3 website) and the md5s of its .gz files, as torchvision checks them.
+# Re-packaged copies (e.g. Debian's) may rewrite the gzip header, which changes the md5 but not one pixel, so
+# files already on disk are checked by parsing them; the md5s guard what we download.
+FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+FASHION_MNIST_MD5 = {
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+FASHION_MNIST_FOLDER = "fashion-mnist"
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot"]
 
 
 class DataError(ValueError):
@@ -89,22 +110,27 @@ def _safe_extract(archive: Path, dest: Path) -> None:
                 shutil.copyfileobj(src, out)
 
 
-def _download_cifar10(data_dir: Path) -> None:
-    """Fetch the official archive, check its md5, extract it into data_dir. Raises OSError/DataError."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    archive = data_dir / "cifar-10-python.tar.gz"
-    partial = archive.with_name(archive.name + ".part")
+def _download(url: str, dest: Path, expected_md5: str) -> None:
+    """url -> dest via dest.part, renamed only once its md5 matches: never half a file. Raises OSError/DataError."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".part")
     md5 = hashlib.md5()
     try:
-        with urllib.request.urlopen(CIFAR10_URL, timeout=20) as resp, open(partial, "wb") as out:
+        with urllib.request.urlopen(url, timeout=20) as resp, open(partial, "wb") as out:
             while chunk := resp.read(1 << 20):
                 md5.update(chunk)
                 out.write(chunk)
-        if md5.hexdigest() != CIFAR10_MD5:
-            raise DataError(f"checksum mismatch for {CIFAR10_URL}: md5 {md5.hexdigest()}, expected {CIFAR10_MD5}")
-        os.replace(partial, archive)
+        if md5.hexdigest() != expected_md5:
+            raise DataError(f"checksum mismatch for {url}: md5 {md5.hexdigest()}, expected {expected_md5}")
+        os.replace(partial, dest)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _download_cifar10(data_dir: Path) -> None:
+    """Fetch the official archive, check its md5, extract it into data_dir. Raises OSError/DataError."""
+    archive = data_dir / "cifar-10-python.tar.gz"
+    _download(CIFAR10_URL, archive, CIFAR10_MD5)
     _safe_extract(archive, data_dir)
     archive.unlink()
 
@@ -159,6 +185,90 @@ class CIFAR10(Dataset):
         return x, self.labels[i]
 
 
+# --------------------------------------------------------------------------- Fashion-MNIST files
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """One gzipped idx file of uint8 -> its array; DataError naming the file.
+
+    The idx format: a big-endian header, magic 0x0000 0x08 (uint8) ndim, then ndim uint32 sizes, then the
+    values row-major. Images have ndim 3 (magic 2051: n, 28, 28), labels ndim 1 (magic 2049: n).
+    """
+    fix = f"delete it and prepare {path.parent} again (the four .gz files from {FASHION_MNIST_URL})"
+    try:
+        with gzip.open(path, "rb") as fh:
+            raw = bytearray(fh.read())  # bytearray: a writable buffer, so torch.from_numpy needs no copy
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError; a cut-off stream is an EOFError
+        raise DataError(f"{path} is not a readable .gz file (corrupt or truncated: {e}); {fix}") from None
+    magic, header = 0x0800 + ndim, 4 * (1 + ndim)
+    got = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    if got != magic:
+        raise DataError(f"{path}: not an idx file of uint8 with {ndim} dimension(s) (magic number {got}, "
+                        f"expected {magic}); {fix}")
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated idx header ({len(raw)} bytes, expected {header}); {fix}")
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    if len(raw) - header != math.prod(shape):
+        raise DataError(f"{path}: the header says shape {shape} ({math.prod(shape)} bytes) but "
+                        f"{len(raw) - header} bytes follow it (truncated?); {fix}")
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
+
+
+def _fashion_missing_message(folder: Path, names: list[str], why: str) -> str:
+    return (f"Fashion-MNIST not found: expected {', '.join(names)} in {folder} ({why}). Either download each "
+            f"file from {FASHION_MNIST_URL}<name> (md5s: FASHION_MNIST_MD5 in nanobiggan/data.py) into {folder}, "
+            f"or on an offline machine copy the four .gz files there: "
+            f"`mkdir -p {folder} && cp ../shared/data/fashion-mnist/*.gz {folder}/`. "
+            f"Choose another folder with --data-dir DIR or the NANOBIGGAN_DATA environment variable "
+            f"(it must hold {FASHION_MNIST_FOLDER}/).")
+
+
+def load_fashion_mnist(data_dir: str | os.PathLike = DEFAULT_DATA_DIR, train: bool = True,
+                       download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fashion-MNIST split -> (images uint8 (n 28 28), labels int64 (n)), the files' values as they are;
+    downloads the split's missing files once."""
+    folder = Path(data_dir).expanduser() / FASHION_MNIST_FOLDER
+    split = "train" if train else "t10k"
+    names = [f"{split}-images-idx3-ubyte.gz", f"{split}-labels-idx1-ubyte.gz"]
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        if not download:
+            raise FileNotFoundError(_fashion_missing_message(folder, names, "download disabled"))
+        try:
+            for n in missing:
+                _download(FASHION_MNIST_URL + n, folder / n, FASHION_MNIST_MD5[n])
+        except (OSError, DataError) as e:  # URLError and timeouts are OSErrors
+            raise FileNotFoundError(_fashion_missing_message(folder, names, f"download failed: {e}")) from None
+    images, labels = _read_idx(folder / names[0], ndim=3), _read_idx(folder / names[1], ndim=1)
+    if images.shape[1:] != (28, 28) or len(images) != len(labels):
+        raise DataError(f"{folder}: expected n 28x28 images and n labels, got images {images.shape} and "
+                        f"{len(labels)} labels; prepare {folder} again from {FASHION_MNIST_URL}")
+    if len(labels) and labels.max() >= len(FASHION_MNIST_CLASSES):  # uint8: never below 0
+        raise DataError(f"{folder / names[1]}: labels must be 0..9, found {labels.max()}; "
+                        f"prepare {folder} again from {FASHION_MNIST_URL}")
+    return torch.from_numpy(images), torch.from_numpy(labels).long()
+
+
+class FashionMNIST(Dataset):
+    """Fashion-MNIST held in memory as uint8 (n 1 32 32), already padded (61 MB for the train split);
+    converted to float RGB per item. See the module docstring for the 28 -> 32 px conversion."""
+
+    def __init__(self, data_dir=DEFAULT_DATA_DIR, train: bool = True, hflip: bool = False, download: bool = True):
+        images, self.labels = load_fashion_mnist(data_dir, train=train, download=download)
+        # 2 px of background (0, black) on every side: 28x28 -> 32x32, no pixel resampled
+        self.images = torch.nn.functional.pad(rearrange(images, "n h w -> n 1 h w"), (2, 2, 2, 2), value=0)
+        self.hflip, self.classes, self.resolution = hflip, list(FASHION_MNIST_CLASSES), 32
+        self.num_classes = len(self.classes)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        x = repeat(to_signed_float(self.images[i]), "1 h w -> c h w", c=3).contiguous()  # gray -> RGB, a copy
+        if self.hflip and torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        return x, self.labels[i]
+
+
 # --------------------------------------------------------------------------- image folders
 
 def center_crop_resize(img: Image.Image, resolution: int) -> Image.Image:
@@ -207,15 +317,17 @@ class ImageFolder(Dataset):
 
 def get_dataset(name: str, data_dir: str | None = None, resolution: int | None = None, train: bool = True,
                 hflip: bool = False, download: bool = True) -> Dataset:
-    """'cifar10' (data_dir holds cifar-10-batches-py/) or 'folder' (data_dir is the image folder itself;
-    a folder is one split, so `train` and `download` only concern CIFAR-10)."""
-    if name == "cifar10":
+    """'cifar10' (data_dir holds cifar-10-batches-py/), 'fashion-mnist' (data_dir holds fashion-mnist/) or
+    'folder' (data_dir is the image folder itself; a folder is one split, so `train` and `download` only
+    concern the other two)."""
+    if name in ("cifar10", "fashion-mnist"):
         if resolution not in (None, 32):
-            raise ValueError(f"CIFAR-10 images are 32x32, got resolution={resolution}: use a 32-px config "
+            raise ValueError(f"{name} images are used at 32x32, got resolution={resolution}: use a 32-px config "
                              f"or --dataset folder for other sizes")
-        return CIFAR10(data_dir or DEFAULT_DATA_DIR, train=train, hflip=hflip, download=download)
+        cls = CIFAR10 if name == "cifar10" else FashionMNIST
+        return cls(data_dir or DEFAULT_DATA_DIR, train=train, hflip=hflip, download=download)
     if name == "folder":
         if data_dir is None or resolution is None:
             raise ValueError("dataset 'folder' needs --data-dir DIR (one subfolder per class) and a resolution")
         return ImageFolder(data_dir, resolution, hflip=hflip)
-    raise ValueError(f"unknown dataset {name!r}: choose cifar10 or folder (with --data-dir DIR)")
+    raise ValueError(f"unknown dataset {name!r}: choose cifar10, fashion-mnist or folder (with --data-dir DIR)")

@@ -1,7 +1,9 @@
+import gzip
 import hashlib
 import os
 import pickle
 import tarfile
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +14,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from nanobiggan import data
-from nanobiggan.data import (CIFAR10_CLASSES, DataError, ImageFolder, center_crop_resize, get_dataset,
-                             load_cifar10)
+from nanobiggan.data import (CIFAR10_CLASSES, FASHION_MNIST_MD5, FASHION_MNIST_URL, DataError, ImageFolder,
+                             center_crop_resize, get_dataset, load_cifar10, load_fashion_mnist)
 
 TRAIN_SIZES = [4, 4, 4, 4, 4]  # 20 fake training images over the five batches
 
@@ -160,7 +162,7 @@ def test_corrupt_batch_names_the_file(cifar_dir, content):
 
 
 def test_get_dataset_argument_errors(cifar_dir):
-    with pytest.raises(ValueError, match="unknown dataset 'imagenet': choose cifar10 or folder"):
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet': choose cifar10, fashion-mnist or folder"):
         get_dataset("imagenet")
     with pytest.raises(ValueError, match="32x32"):
         get_dataset("cifar10", str(cifar_dir[0]), resolution=64, download=False)
@@ -168,6 +170,222 @@ def test_get_dataset_argument_errors(cifar_dir):
         get_dataset("folder", resolution=32)
     with pytest.raises(ValueError, match="resolution"):
         get_dataset("folder", str(cifar_dir[0]))
+
+
+# --------------------------------------------------------------------------- Fashion-MNIST
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the clone (CI has it)
+needs_shared = pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="needs ../shared/data/fashion-mnist")
+
+
+def write_idx(path, array, magic=None):
+    """A gzipped idx file: big-endian magic (0x0800 + ndim for uint8), the sizes, then the bytes."""
+    array = np.asarray(array, np.uint8)
+    header = np.array([magic or 0x0800 + array.ndim, *array.shape], ">u4").tobytes()
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + array.tobytes())
+
+
+def write_fashion(root, train_xy, test_xy=None):
+    folder = root / "fashion-mnist"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, xy in (("train", train_xy), ("t10k", test_xy)):
+        if xy is not None:
+            write_idx(folder / f"{split}-images-idx3-ubyte.gz", xy[0])
+            write_idx(folder / f"{split}-labels-idx1-ubyte.gz", xy[1])
+    return folder
+
+
+@pytest.fixture
+def fashion_dir(tmp_path):
+    """tmp/fashion-mnist with 12 train and 3 test random 28x28 images; returns (root, train arrays, test arrays)."""
+    rng = np.random.default_rng(3)
+    train = rng.integers(0, 256, (12, 28, 28), dtype=np.uint8), rng.integers(0, 10, 12, dtype=np.uint8)
+    train[0][0, 0, 0], train[0][0, 0, 1] = 0, 255  # both ends of the pixel range
+    test = rng.integers(0, 256, (3, 28, 28), dtype=np.uint8), np.array([9, 0, 3], np.uint8)
+    write_fashion(tmp_path, train, test)
+    return tmp_path, train, test
+
+
+def expected_item(pixels):
+    """Reference conversion, written independently of data.py: scale, pad with -1, repeat the gray channel."""
+    x = np.full((32, 32), -1.0, np.float32)
+    x[2:30, 2:30] = pixels.astype(np.float32) / 127.5 - 1
+    return torch.from_numpy(np.stack([x] * 3))
+
+
+@settings(max_examples=25)
+@given(n=st.integers(0, 5), seed=st.integers(0, 2**16), train=st.booleans())
+def test_fashion_idx_round_trip(n, seed, train):
+    """Any uint8 images and labels written in the idx format read back exactly, and each item is the
+    documented conversion of its image."""
+    rng = np.random.default_rng(seed)
+    xy = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n, dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as d:
+        write_fashion(Path(d), xy if train else None, None if train else xy)
+        images, labels = load_fashion_mnist(d, train=train, download=False)
+        ds = get_dataset("fashion-mnist", d, train=train, download=False)
+    assert images.dtype == torch.uint8 and labels.dtype == torch.int64
+    assert torch.equal(images, torch.from_numpy(xy[0])) and labels.tolist() == xy[1].tolist()
+    assert len(ds) == n
+    for i in range(n):
+        x, y = ds[i]
+        assert torch.equal(x, expected_item(xy[0][i])) and y.item() == xy[1][i]
+
+
+def test_fashion_items(fashion_dir):
+    root, (x, y), _ = fashion_dir
+    ds = get_dataset("fashion-mnist", str(root), resolution=32, download=False)
+    assert len(ds) == 12 and ds.num_classes == 10 and ds.resolution == 32
+    assert ds.classes == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                          "Ankle boot"]  # the dataset's label order (github.com/zalandoresearch/fashion-mnist)
+    img, label = ds[0]
+    assert img.shape == (3, 32, 32) and img.dtype == torch.float32 and label.dtype == torch.int64
+    assert img[:, 2, 2].tolist() == [-1, -1, -1] and img[:, 2, 3].tolist() == [1, 1, 1]  # pixels 0 and 255
+    assert len(get_dataset("fashion-mnist", str(root), train=False, download=False)) == 3
+    xb, yb = next(iter(torch.utils.data.DataLoader(ds, batch_size=8)))
+    assert xb.shape == (8, 3, 32, 32) and yb.tolist() == y[:8].tolist() and yb.dtype == torch.int64
+
+
+def test_fashion_hflip(fashion_dir):
+    check_hflip(get_dataset("fashion-mnist", str(fashion_dir[0]), hflip=True, download=False), 3)
+
+
+@pytest.mark.parametrize("which, content, needle", [
+    ("images", np.array([2049, 2, 28, 28], ">u4").tobytes(), "magic number 2049, expected 2051"),
+    ("labels", np.array([2051, 2], ">u4").tobytes() + b"\0\0", "magic number 2051, expected 2049"),
+    ("images", np.array([2051, 2], ">u4").tobytes(), "truncated idx header"),
+    ("images", np.array([2051, 2, 28, 28], ">u4").tobytes() + bytes(28 * 28), "truncated"),
+    ("labels", np.array([2049, 3], ">u4").tobytes() + b"\1\2", "(3,) (3 bytes) but 2 bytes"),
+    ("labels", b"", "magic number None"),
+], ids=["images-magic", "labels-magic", "short-header", "short-images", "short-labels", "empty"])
+def test_malformed_idx_names_the_file(tmp_path, which, content, needle):
+    folder = write_fashion(tmp_path, (np.zeros((2, 28, 28)), np.zeros(2)))
+    bad = folder / f"train-{which}-idx{3 if which == 'images' else 1}-ubyte.gz"
+    bad.write_bytes(gzip.compress(content))
+    with pytest.raises(DataError, match=str(bad)) as e:
+        load_fashion_mnist(tmp_path, download=False)
+    assert needle in str(e.value) and FASHION_MNIST_URL in str(e.value)
+
+
+def test_truncated_or_garbage_gzip_names_the_file(tmp_path):
+    folder = write_fashion(tmp_path, (np.ones((2, 28, 28)), np.zeros(2)))
+    bad = folder / "train-images-idx3-ubyte.gz"
+    bad.write_bytes(bad.read_bytes()[:-20])  # cut inside the deflate stream
+    with pytest.raises(DataError, match=f"{bad} is not a readable .gz file"):
+        load_fashion_mnist(tmp_path, download=False)
+    bad.write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match=f"{bad} is not a readable .gz file"):
+        load_fashion_mnist(tmp_path, download=False)
+
+
+def test_fashion_counts_and_labels_are_checked(tmp_path):
+    folder = write_fashion(tmp_path, (np.zeros((3, 28, 28)), np.zeros(2)))
+    with pytest.raises(DataError, match="3, 28, 28.*2 labels"):
+        load_fashion_mnist(tmp_path, download=False)
+    write_fashion(tmp_path, (np.zeros((2, 32, 32)), np.zeros(2)))
+    with pytest.raises(DataError, match="28x28"):
+        load_fashion_mnist(tmp_path, download=False)
+    write_fashion(tmp_path, (np.zeros((2, 28, 28)), np.array([3, 10])))
+    with pytest.raises(DataError, match=f"{folder / 'train-labels-idx1-ubyte.gz'}: labels must be 0..9, found 10"):
+        load_fashion_mnist(tmp_path, download=False)
+
+
+def test_missing_fashion_message(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        get_dataset("fashion-mnist", str(tmp_path / "nowhere"), download=False)
+    msg, folder = str(e.value), tmp_path / "nowhere" / "fashion-mnist"
+    assert "\n" not in msg
+    for needle in (f"in {folder} (download disabled)", f"mkdir -p {folder} && cp ../shared/data/fashion-mnist/*.gz",
+                   FASHION_MNIST_URL, "train-images-idx3-ubyte.gz", "--data-dir", "NANOBIGGAN_DATA"):
+        assert needle in msg
+
+
+def point_fashion_download_at(monkeypatch, folder, md5s=None):
+    """The downloader fetches FASHION_MNIST_URL + name; point it at a local folder (file:// URL)."""
+    monkeypatch.setattr(data, "FASHION_MNIST_URL", folder.resolve().as_uri() + "/")
+    monkeypatch.setattr(data, "FASHION_MNIST_MD5", md5s or {
+        p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.glob("*.gz")})
+
+
+def test_fashion_download_verifies_md5(fashion_dir, tmp_path, monkeypatch):
+    root, (x, _), _ = fashion_dir
+    mirror = root / "fashion-mnist"
+    point_fashion_download_at(monkeypatch, mirror, {n: "0" * 32 for n in data.FASHION_MNIST_MD5})
+    with pytest.raises(FileNotFoundError, match="download failed: checksum mismatch.*mkdir -p"):
+        load_fashion_mnist(tmp_path / "fresh")
+    assert not [p for p in (tmp_path / "fresh").rglob("*") if p.is_file()]  # no .part left behind
+    point_fashion_download_at(monkeypatch, mirror)
+    images, _ = load_fashion_mnist(tmp_path / "fresh")
+    assert torch.equal(images, torch.from_numpy(x))
+    assert sorted(p.name for p in (tmp_path / "fresh" / "fashion-mnist").iterdir()) == [
+        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]  # the split asked for, nothing else
+    monkeypatch.setattr(data, "FASHION_MNIST_URL", (tmp_path / "offline").as_uri() + "/")
+    with pytest.raises(FileNotFoundError, match="download failed"):
+        load_fashion_mnist(tmp_path / "fresh", train=False)
+
+
+def test_get_dataset_fashion_resolution(fashion_dir):
+    with pytest.raises(ValueError, match="32x32.*--dataset folder"):
+        get_dataset("fashion-mnist", str(fashion_dir[0]), resolution=28, download=False)
+
+
+# The real files. ../shared/data holds Debian's package of them, whose build rewrote each gzip header (file
+# name dropped, mtime set to 2020) around the mirror's deflate stream. Putting the mirror's header back
+# (file name, mtime of 2017-08-31, XFL 0, OS 3 = Unix) must give the mirror's md5, byte for byte.
+MIRROR_MTIME = {"train": 1504176606, "t10k": 1504176627}
+
+
+@needs_shared
+@pytest.mark.parametrize("name", sorted(FASHION_MNIST_MD5))
+def test_md5_constants_match_the_shared_files(name):
+    raw = (SHARED / "fashion-mnist" / name).read_bytes()
+    if hashlib.md5(raw).hexdigest() == FASHION_MNIST_MD5[name]:
+        return  # a verbatim copy of the mirror's file
+    assert raw[:4] == b"\x1f\x8b\x08\x00", "expected a gzip header without optional fields"
+    mtime = MIRROR_MTIME[name.split("-")[0]].to_bytes(4, "little")
+    mirror = b"\x1f\x8b\x08\x08" + mtime + b"\x00\x03" + name.removesuffix(".gz").encode() + b"\0" + raw[10:]
+    assert hashlib.md5(mirror).hexdigest() == FASHION_MNIST_MD5[name]
+
+
+def read_idx_reference(path):
+    """The files' pixels, read with nothing from data.py: skip the 16-byte header of idx3, the 8 of idx1."""
+    raw = bytearray(gzip.open(path).read())  # writable, so torch.from_numpy does not warn
+    return np.frombuffer(raw, np.uint8, offset=16 if "idx3" in path.name else 8)
+
+
+@pytest.fixture(scope="module")
+def real_fashion():
+    if not (SHARED / "fashion-mnist").is_dir():
+        pytest.skip("needs ../shared/data/fashion-mnist")
+    return {train: get_dataset("fashion-mnist", str(SHARED), train=train, download=False) for train in (True, False)}
+
+
+@needs_shared
+@pytest.mark.parametrize("train, n", [(True, 60_000), (False, 10_000)])
+def test_real_fashion_sizes_and_classes(real_fashion, train, n):
+    ds = real_fashion[train]
+    assert len(ds) == n and ds.labels.dtype == torch.int64
+    assert torch.bincount(ds.labels, minlength=10).tolist() == [n // 10] * 10  # balanced, labels 0..9 only
+
+
+@needs_shared
+@pytest.mark.parametrize("train", [True, False])
+def test_real_fashion_items_are_the_padded_pixels(real_fashion, train):
+    ds, split = real_fashion[train], "train" if train else "t10k"
+    pixels = read_idx_reference(SHARED / "fashion-mnist" / f"{split}-images-idx3-ubyte.gz").reshape(-1, 28, 28)
+    labels = read_idx_reference(SHARED / "fashion-mnist" / f"{split}-labels-idx1-ubyte.gz")
+    for i in [0, 1, 2, len(ds) // 2, len(ds) - 1]:
+        x, y = ds[i]
+        assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64 and y == labels[i]
+        assert -1 <= x.min() and x.max() <= 1
+        assert torch.equal(x[0], x[1]) and torch.equal(x[0], x[2])  # gray repeated to RGB
+        centre = torch.from_numpy(pixels[i].astype(np.float32)) / 127.5 - 1
+        assert torch.equal(x[0, 2:30, 2:30], centre)
+        border = torch.ones(32, 32, dtype=torch.bool)
+        border[2:30, 2:30] = False
+        assert (x[0][border] == -1).all() and border.sum() == 32 * 32 - 28 * 28
+    assert torch.equal(ds.images[:, 0, 2:30, 2:30], torch.from_numpy(pixels))  # every image, not only five
 
 
 # --------------------------------------------------------------------------- image folders
