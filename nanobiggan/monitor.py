@@ -1,9 +1,10 @@
 """Watching a run: a JSONL log, σ0 of every layer, collapse detection and plots (BigGAN §4, Fig. 3).
 
 BigGAN §4 finds that large-scale training eventually collapses, and that it shows up in two places first:
-σ0 (the top singular value) of a few G layers explodes, and D's loss, which has been hovering near a
-level, jumps (or drops to ~0 while G's rises). Logging σ0 of every layer next to the losses, and raising
-a flag when either moves abruptly, lets a run say "this is where it went wrong" and keep the checkpoint
+σ0 (the top singular value) of a few G layers explodes, and D's loss jumps. A slow decline of D's loss
+toward 0 is normal (§4.2: D memorises the training set), and App. G finds no σ0 threshold that predicts
+collapse; what marks one is an abrupt change. Logging σ0 of every layer next to the losses, and raising a
+flag when either moves abruptly, lets a run say "this is where it went wrong" and keep the checkpoint
 from before it.
 
     python -m nanobiggan.monitor runs/cifar10-tiny     # RUN_DIR/log.jsonl -> RUN_DIR/plots/*.png
@@ -96,7 +97,8 @@ class CollapseDetector:
     - σ0 explosion: σ0 of a layer > `sigma_factor` × its median. σ0 moves slowly (the weights do), so one
       such log is already abnormal.
     - D-loss spike: |d_loss − median| > `loss_factor` × spread (see `_median_and_spread`) for `persist`
-      consecutive logs on the same side: a jump up, or a drop toward 0 (D winning). Requiring 2 logs
+      consecutive logs on the same side: a jump up (the §4 sign), or an abrupt drop (unusual; a slow decline
+      toward 0 is normal, §4.2, and the median follows it). Requiring 2 logs
       ignores a single bad batch; a real collapse does not come back.
     Each excursion warns once (when it starts). No warnings during a key's first `window` updates (no
     history to compare with), except for NaN/inf values, which are always reported and never enter the
@@ -144,7 +146,7 @@ class CollapseDetector:
             side = (d > med) - (d < med) if abs(d - med) > self.loss_factor * spread else 0
             self.streak = self.streak + side if side and side * self.streak >= 0 else side
             if abs(self.streak) == self.persist:
-                what = "spiked" if side > 0 else "dropped (D winning?)"
+                what = "spiked" if side > 0 else "dropped abruptly"
                 out.append(f"step {step}: d_loss {what} to {d:.4g} for {self.persist} logs, its median over "
                            f"the last {self.window} logs is {med:.4g} (robust spread {spread:.3g}; BigGAN §4)")
         self._push("d_loss", d)
