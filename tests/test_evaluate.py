@@ -116,6 +116,33 @@ def test_prints_scores_with_n_and_writes_json(env, tmp_path, capsys):
     (r,) = report["results"]
     assert r["n"] == 40 and r["ref_n"] == 40 and r["truncation"] is None and np.isfinite(r["fid"]) and "is" not in r
     assert report["ema"] and report["reference"] == {"name": "CIFAR-10 train", "n": 40}
+    # class accuracy (nanobiggan/classifier.py) from the same samples: what class_accuracy computes alone
+    from nanobiggan.checkpoint import load_generator
+    from nanobiggan.classifier import KNOWN_SHA256, class_accuracy, load_classifier
+    G, _, _ = load_generator(env["ckpt"])
+    alone = class_accuracy(G, load_classifier("cifar10"), 40, standing_batches=2)
+    assert {k: r[k] for k in alone} == alone and r["class_acc_n"] == 40
+    assert r["classifier_sha256"] == report["classifier"]["sha256"] == KNOWN_SHA256["cifar10"]
+    assert f"class accuracy {r['class_acc']:.4f} (n=40; classifier cifar10" in out and "per class: airplane" in out
+
+
+def test_class_accuracy_without_inception(env, tmp_path, capsys, monkeypatch, cli_error):
+    monkeypatch.delenv("NANOBIGGAN_INCEPTION", raising=False)
+    monkeypatch.setattr(metrics, "fid_helper_weights", lambda: None)
+    evaluate.main(["--checkpoint", str(env["ckpt"]), "--n", "30", "--standing-batches", "2", "--device", "cpu",
+                   "--truncation-sweep", "none", "0.5", "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert "FID, KID and IS unavailable: no FID Inception network found" in out and "class accuracy " in out
+    results = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert [r["truncation"] for r in results] == [None, 0.5] and not list(tmp_path.glob("*.png"))
+    assert all(r["class_acc_n"] == 30 and len(r["class_acc_per_class"]) == 10 and "fid" not in r for r in results)
+    # neither metric available, or none shipped for the dataset: said, not silently empty
+    msg = cli_error(evaluate.main, ["--checkpoint", str(env["ckpt"]), "--n", "30", "--classifier", "none"])
+    assert "no FID Inception network found" in msg
+    from nanobiggan import classifier
+    monkeypatch.setattr(classifier, "KNOWN_SHA256", {})
+    out = run_eval(env, tmp_path, capsys)
+    assert "class accuracy skipped: no classifier is shipped for dataset 'cifar10'" in out and "FID " in out
 
 
 def test_scores_do_not_depend_on_batch_size(env, tmp_path, capsys):
@@ -191,6 +218,8 @@ def test_train_eval_every_logs_fid_and_keeps_best(env, tmp_path, monkeypatch, ca
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     fids = {r["step"]: r["fid"] for r in records if "fid" in r}
     assert sorted(fids) == [2, 4] and all(r["fid_n"] == 20 for r in records if "fid" in r)
+    accs = {r["step"]: r["class_acc"] for r in records if "class_acc" in r}  # logged with each FID, same n
+    assert sorted(accs) == [2, 4] and all(r["class_acc_n"] == 20 for r in records if "class_acc" in r)
     best = json.loads((tmp_path / "run" / "best.json").read_text())
     assert best["metric"] == min(fids.values()) and best["step"] == min(fids, key=fids.get)
     assert load_checkpoint(tmp_path / "run" / "best.pt")["step"] == best["step"]  # an eval step is always saved
@@ -211,6 +240,9 @@ def test_train_without_inception_warns_once_and_continues(env, tmp_path, monkeyp
     train.main(tiny_train_args(env, tmp_path / "run"))
     out = capsys.readouterr()
     assert (out.out + out.err).count("training continues WITHOUT FID") == 1
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["class_acc_n"]) for r in records if "class_acc" in r] == [(2, 20), (4, 20)]
+    assert not any("fid" in r for r in records)
     assert sorted(p.name for p in (tmp_path / "run").glob("*.pt")) == ["last.pt", "step_00000003.pt",
                                                                        "step_00000004.pt"]
     assert not (tmp_path / "run" / "best.pt").exists()
