@@ -1,5 +1,6 @@
 """Train BigGAN / BigGAN-deep.
 
+    python train.py --dataset fashion-mnist                          # the CPU quick start (fashion-mnist preset)
     python train.py --dataset cifar10 --preset cifar10-tiny          # CPU-sized, minutes
     python train.py --dataset cifar10                                # the cifar10 preset (a GPU job)
     python train.py --dataset folder --data-dir ~/imagenet/train --preset biggan-128
@@ -28,7 +29,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 allow_abbrev=False)  # a typo such as --sample-ever must fail, not match a prefix
     p.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} (default: the dataset's name "
-                   "for cifar10, else biggan-128)")
+                   "for cifar10 and fashion-mnist, else biggan-128)")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="RUN_DIR|CKPT",
                    help="continue from a checkpoint (a run directory uses its last.pt; no value: --out-dir's)")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu) | cpu | cuda | mps")
@@ -70,13 +71,18 @@ def pick_device(name: str, local_rank: int) -> torch.device:
     return torch.device(name)
 
 
+def default_preset(dataset: str) -> str:
+    """The preset used without --preset: the dataset's own for cifar10 and fashion-mnist, else biggan-128."""
+    return dataset if dataset in ("cifar10", "fashion-mnist") else "biggan-128"
+
+
 def build_config(args, overrides):
     """Preset + overrides; a resumed run keeps its saved config (flags can still change fields)."""
     from nanobiggan.checkpoint import CheckpointManager, load_checkpoint
     from nanobiggan.config import get_config
     state, ckpt = None, None
     if args.resume:
-        preset = args.preset or ("cifar10" if overrides.get("dataset", "cifar10") == "cifar10" else "biggan-128")
+        preset = args.preset or default_preset(overrides.get("dataset", "cifar10"))
         auto = overrides.get("out_dir") or get_config(preset).out_dir
         target = Path(auto if args.resume == "auto" else args.resume)
         ckpt = CheckpointManager(target).latest() if target.is_dir() else target
@@ -87,8 +93,7 @@ def build_config(args, overrides):
         name = saved.pop("name")
         cfg = get_config(name, **{**saved, **overrides})
     else:
-        dataset = overrides.get("dataset", "cifar10")
-        preset = args.preset or ("cifar10" if dataset == "cifar10" else "biggan-128")
+        preset = args.preset or default_preset(overrides.get("dataset", "cifar10"))
         cfg = get_config(preset, **overrides)
     for name in ("log_every", "sample_every", "ckpt_every", "keep_last"):  # the loop divides by them
         if getattr(cfg, name) < 1:
@@ -155,9 +160,9 @@ def run(trainer, batches, classes, main_process: bool, collapse_state: dict | No
     log = RunLog(out / "log.jsonl") if main_process else None
     detector = CollapseDetector()
     fid_eval = None
-    if main_process and cfg.eval_every > 0:  # FID of the EMA G (nanobiggan/evaluate.py's protocol, n = eval_n)
-        from nanobiggan.evaluate import TrainingFID
-        fid_eval = TrainingFID(cfg, trainer.device, log=tqdm.write)
+    if main_process and cfg.eval_every > 0:  # FID + class accuracy of the EMA G (evaluate.py's protocol, n = eval_n)
+        from nanobiggan.evaluate import TrainingEval
+        fid_eval = TrainingEval(cfg, trainer.device, log=tqdm.write)
     if collapse_state:
         detector.load_state_dict(collapse_state)
     bar = tqdm(total=cfg.steps, initial=trainer.step, disable=not main_process, dynamic_ncols=True)
@@ -191,10 +196,11 @@ def run(trainer, batches, classes, main_process: bool, collapse_state: dict | No
         fid = None
         if fid_eval is not None and step % cfg.eval_every == 0:
             t_eval = time.perf_counter()
-            fid = fid_eval(trainer.ema.model)  # None: no Inception network (warned once)
+            scores = fid_eval(trainer.ema.model)  # fid, class_acc (+ their n); a missing one was warned once
             t0 += time.perf_counter() - t_eval  # img/s counts training time only
-            if fid is not None:
-                log.write({"step": step, "fid": fid, "fid_n": cfg.eval_n})
+            fid = scores.get("fid")
+            if scores:
+                log.write({"step": step, **scores})
         if step % cfg.ckpt_every == 0 or step == cfg.steps or fid is not None:  # evaluated weights: saved,
             manager.save({**trainer.state_dict(batches), "collapse": detector.state_dict(), "classes": classes},
                          step, metric=fid)  # so best.pt is the best-FID checkpoint

@@ -197,6 +197,28 @@ def test_dataset_errors(tmp_path, cifar, cli_error):
     assert "fewer than one batch" in cli_error(train.main, tiny_args(cifar, tmp_path / "o", "--batch-size", "64"))
 
 
+def test_fashion_mnist_picks_its_preset(tmp_path, capsys):
+    """--dataset fashion-mnist without --preset trains the fashion-mnist preset from the idx files (a fake set)."""
+    import gzip
+    folder = tmp_path / "data" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, array in (("train-images-idx3-ubyte.gz", rng.integers(0, 256, (8, 28, 28), dtype=np.uint8)),
+                        ("train-labels-idx1-ubyte.gz", np.arange(8, dtype=np.uint8))):
+        with gzip.open(folder / name, "wb") as fh:  # idx: big-endian magic 0x0800 + ndim, sizes, bytes
+            fh.write(np.array([0x0800 + array.ndim, *array.shape], ">u4").tobytes() + array.tobytes())
+    assert [train.default_preset(d) for d in ("cifar10", "fashion-mnist", "folder")] == \
+        ["cifar10", "fashion-mnist", "biggan-128"]
+    out = tmp_path / "run"
+    train.main(["--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "data"), "--steps", "1", "--g-ch", "8",
+                "--d-ch", "8", "--batch-size", "8", "--d-steps", "1", "--precision", "fp32", "--device", "cpu",
+                "--out-dir", str(out)])
+    assert capsys.readouterr().out.startswith("fashion-mnist: ")
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["config"]["name"] == "fashion-mnist" and ckpt["config"]["dataset"] == "fashion-mnist"
+    assert ckpt["classes"][0] == "T-shirt/top"
+
+
 def test_resume_errors(tmp_path, cli_error):
     assert "does not exist" in cli_error(train.main, ["--resume", str(tmp_path / "missing")])
     (tmp_path / "empty").mkdir()
