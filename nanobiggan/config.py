@@ -55,6 +55,7 @@ class Config:
     d_ch: int = 96
     z_dim: int = 80                   # BigGAN: split into (n_g_stages + 1) chunks; BigGAN-deep: used whole
     shared_dim: int = 128             # shared class embedding, projected to every CBN's gain and bias
+    shared_init_std: float = 0.0      # 0: orthogonal init (App. C); s > 0: N(0, s^2) entries (CPU presets)
     g_attn: int = 16                  # resolution of G's self-attention block (0: none)
     d_attn: int = 16
     bn_eps: float = 1e-4              # App. C: BN and SN eps raised to 1e-4 in the reference runs
@@ -163,6 +164,8 @@ class Config:
             bad("eval_every", f"must be >= 0 (0: no FID during training), got {self.eval_every}")
         if self.eval_n < 2:
             bad("eval_n", f"FID needs at least 2 samples (2048+ to be unbiased), got {self.eval_n}")
+        if not self.shared_init_std >= 0:
+            bad("shared_init_std", f"must be >= 0 (0: orthogonal init), got {self.shared_init_std}")
         for name in ("g_lr", "d_lr", "bn_eps", "sn_eps", "adam_eps"):
             if not getattr(self, name) > 0:
                 bad(name, f"must be > 0, got {getattr(self, name)}")

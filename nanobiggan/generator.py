@@ -96,6 +96,10 @@ class Generator(nn.Module):
         self.out_bn = nn.BatchNorm2d(w[-1], eps=cfg.bn_eps)
         self.out_conv = SNConv2d(w[-1], 3, 3, padding=1, **cfg.sn)
         init_orthogonal_(self)
+        if cfg.shared_init_std > 0 and not self.shared.weight.is_meta:
+            # An orthogonal (10 x 128) table has unit rows, 4.5x smaller than a 20-D z chunk, so z decides
+            # the CBN conditioning until the embedding grows: ~100k steps in the paper, too slow on a CPU.
+            nn.init.normal_(self.shared.weight, std=cfg.shared_init_std)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.synthesize(z, self.shared(y))

@@ -87,3 +87,18 @@ def test_synthesize_from_embedding_equals_forward():
     G = Generator(cfg).eval()
     z, y = torch.randn(2, cfg.z_dim), torch.tensor([0, 5])
     torch.testing.assert_close(G(z, y), G.synthesize(z, G.shared(y)))
+
+
+@pytest.mark.parametrize("std", [0.0, 1.0, 0.3])
+def test_shared_embedding_init(std):
+    """0: orthogonal (App. C), unit-norm rows for 10 classes; std > 0: N(0, std^2) entries, rows of norm
+    ~ std * sqrt(shared_dim). Every other weight keeps its orthogonal init either way."""
+    cfg = get_config("cifar10-tiny", shared_init_std=std)
+    torch.manual_seed(0)
+    E = Generator(cfg).shared.weight.detach()
+    if std == 0:
+        torch.testing.assert_close(E @ E.T, torch.eye(cfg.n_classes), atol=1e-5, rtol=0)
+    else:
+        assert abs(E.std().item() / std - 1) < 0.1 and abs(E.mean().item()) < 0.1 * std
+    with pytest.raises(ValueError, match="shared_init_std"):
+        get_config("cifar10-tiny", shared_init_std=-1.0)
