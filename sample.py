@@ -1,10 +1,11 @@
 """Sample a trained BigGAN: a PNG grid, one row per class (or the classes you ask for).
 
-    python sample.py --truncation 0.5                         # newest run's last.pt, EMA weights
+    python sample.py --truncation 0.5                         # newest run's last.pt (none: a shipped G), EMA weights
+    python sample.py --checkpoint fashion-mnist --truncation 0.5   # the shipped Fashion-MNIST generator
     python sample.py --checkpoint runs/cifar10-tiny/best.pt --class cat dog --n 16 --out cats_dogs.png
     python sample.py --interp class --truncation 0.7          # the paper's Fig. 8/9 interpolation sheets
 
-The protocol (GUIDE §4 items 2-3): the EMA generator, standing statistics recomputed at the requested
+The protocol (nanobiggan/evaluate.py's, so samples and scores agree): the EMA generator, standing statistics recomputed at the requested
 truncation (App. C.1), so an image depends only on its own z and class, never on the batch it came in.
 """
 from __future__ import annotations
@@ -19,7 +20,8 @@ import torch
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", help="a checkpoint file or run directory (default: newest runs/*/last.pt)")
+    p.add_argument("--checkpoint", help="a checkpoint file, a run directory, or a shipped generator (cifar10, "
+                   "fashion-mnist); default: the newest runs/*/last.pt, else a shipped generator")
     p.add_argument("--truncation", type=float, default=None,
                    help="resample |z| > threshold (the paper's truncation trick); omit for none")
     p.add_argument("--class", dest="classes", nargs="+", default=None, help="class ids or names (default: all)")
@@ -61,7 +63,7 @@ def resolve_classes(names: list[str] | None, classes: list[str]) -> list[int] | 
 
 def main(argv=None):
     args = parse_args(argv)
-    from nanobiggan.checkpoint import find_checkpoint, load_generator
+    from nanobiggan.checkpoint import SHIPPED_DIR, find_checkpoint, load_generator
     from nanobiggan.ema import standing_stats
     from nanobiggan.sampling import class_sheet_inputs, generate, interpolation_inputs, save_grid
     from nanobiggan.truncation import truncated_normal
@@ -86,7 +88,9 @@ def main(argv=None):
     standing_stats(G, lambda: (truncated_normal((n, cfg.z_dim), args.truncation, generator=gen).to(args.device),
                                torch.randint(0, cfg.n_classes, (n,), generator=gen).to(args.device)),
                    n_batches=args.standing_batches or cfg.standing_batches)
-    out = Path(args.out) if args.out else ckpt.parent / ("interp.png" if args.interp else "sample.png")
+    name = "interp.png" if args.interp else "sample.png"
+    # beside the checkpoint, except for a shipped generator: never write into the installed package
+    out = Path(args.out) if args.out else Path(name) if ckpt.parent == SHIPPED_DIR else ckpt.parent / name
     try:
         if args.interp:
             z, e = interpolation_inputs(G, args.interp, threshold=args.truncation, seed=args.seed, classes=ids,

@@ -238,7 +238,7 @@ class Trainer:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' = bf16 autocast on a GPU that supports it (GUIDE §4 item 9: fp16 runs collapsed), else fp32."""
+    """'auto' = bf16 autocast on a GPU that supports it (fp16 runs of BigGAN are known to collapse or go NaN), else fp32."""
     if precision != "auto":
         return precision
     return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
