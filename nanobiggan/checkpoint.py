@@ -1,4 +1,5 @@
-"""Checkpoints that survive crashes, collapse and restarts (GUIDE §4, problems 1 and 2).
+"""Checkpoints that survive crashes, collapse and restarts (late collapse, lost runs,
+irreproducible results).
 
 BigGAN training collapses late (paper §4), so the checkpoints written before a collapse are the
 result; losing them to a kill mid-write or to pruning is losing the run. Hence:
@@ -213,15 +214,33 @@ class CheckpointManager:
 
 # --------------------------------------------------------------------------- using a checkpoint
 
+# Trained generators shipped with the package (EMA weights only, written by `slim`), so a fresh clone can sample.
+SHIPPED_DIR = Path(__file__).parent / "checkpoints"
+SHIPPED_ORDER = ("cifar10", "fashion-mnist")  # the default when there is no run of your own
+
+
+def shipped(name: str) -> Path | None:
+    """The shipped generator checkpoint of a dataset ('cifar10', 'fashion-mnist'), or None."""
+    path = SHIPPED_DIR / f"{name}.pt"
+    return path if path.is_file() else None
+
+
 def find_checkpoint(arg: str | None) -> Path:
-    """A checkpoint file, a run directory (its last.pt), or None for the newest runs/*/last.pt."""
+    """A checkpoint file, a run directory (its last.pt), a shipped generator's name, or None: the newest
+    runs/*/last.pt, else the first shipped generator (with a note saying so)."""
     if arg is None:
         candidates = sorted(Path("runs").glob("*/last.pt"), key=lambda p: p.stat().st_mtime)
-        if not candidates:
-            raise FileNotFoundError("no checkpoint found under runs/*/last.pt: train one first "
-                                    "(python train.py --dataset cifar10 --preset cifar10-tiny) "
-                                    "or pass --checkpoint PATH")
-        return candidates[-1]
+        if candidates:
+            return candidates[-1]
+        for name in SHIPPED_ORDER:
+            if shipped(name):
+                print(f"note: no runs/*/last.pt here: sampling the shipped {name} generator ({shipped(name)})")
+                return shipped(name)
+        raise FileNotFoundError("no checkpoint found under runs/*/last.pt: train one first "
+                                "(python train.py --dataset cifar10 --preset cifar10-tiny) "
+                                "or pass --checkpoint PATH")
+    if arg in SHIPPED_ORDER and not Path(arg).exists() and shipped(arg):
+        return shipped(arg)
     path = Path(arg)
     if path.is_dir():
         found = CheckpointManager(path).latest()
@@ -239,7 +258,20 @@ def load_generator(ckpt: Path, ema: bool = True, device="cpu"):
     saved = dict(state["config"])
     cfg = get_config(saved.pop("name"), **saved)
     G = Generator(cfg)
+    if not ema and "G" not in state:
+        raise CheckpointError(f"{ckpt} holds the EMA generator only (a shipped or slimmed checkpoint): "
+                              f"drop --no-ema, or use a checkpoint train.py wrote")
     G.load_state_dict(state["G_ema"]["model"] if ema else state["G"])
     known = {"cifar10": CIFAR10_CLASSES, "fashion-mnist": FASHION_MNIST_CLASSES}.get(cfg.dataset)
     classes = list(known) if known else state.get("classes") or [str(i) for i in range(cfg.n_classes)]
     return G.to(device, memory_format=torch.channels_last).eval(), cfg, classes  # NHWC: faster convs
+
+
+def slim(ckpt, out, made_by: str) -> Path:
+    """Write the EMA generator of a training checkpoint alone (no D, optimizers or RNG: ~1/4 of the size),
+    with `made_by` (command, steps, minutes, machine) stored beside it, atomically. Returns `out`."""
+    state = load_checkpoint(ckpt)
+    small = {"config": state["config"], "step": state["step"], "G_ema": state["G_ema"],
+             "classes": state.get("classes"), "made_by": made_by}
+    save_checkpoint(small, out)
+    return Path(out)
