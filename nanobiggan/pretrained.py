@@ -45,7 +45,6 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from nanobiggan.attention import SelfAttention
-from nanobiggan.cbn import ConditionalBatchNorm2d
 from nanobiggan.config import Config, get_config
 from nanobiggan.generator import Generator
 from nanobiggan.spectral_norm import SpectralNorm

@@ -1,5 +1,7 @@
 import os
+import pickle
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import settings
@@ -22,3 +24,17 @@ def cli_error():
         assert isinstance(msg, str) and msg.startswith("error: ") and "\n" not in msg, msg
         return msg
     return run
+
+
+@pytest.fixture(scope="session")
+def fake_cifar10(tmp_path_factory):
+    """A folder holding a fake cifar-10-batches-py/ in the official python-batch format: 5 train batches of 8
+    random images and 1 test batch. Read it only: it is shared by the whole session."""
+    root = tmp_path_factory.mktemp("fake_cifar10")
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (8, 3072), dtype=np.uint8), b"labels": rng.integers(0, 10, 8).tolist()}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    return root

@@ -1,6 +1,5 @@
 """nanobiggan/classifier.py: class accuracy against an explicit count (a fake G whose images encode their class,
 a fake classifier that decodes them with known mistakes), the sha256 registry, the shipped classifiers, the CLI."""
-import pickle
 import re
 from pathlib import Path
 
@@ -133,15 +132,9 @@ def test_shipped_classifiers(dataset):
         assert abs(C.real_accuracy(net, images[idx], labels[idx]) - m["test_accuracy"]) < 0.03
 
 
-def test_cli_trains_and_writes_a_loadable_file(tmp_path, capsys):
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (8, 3072), dtype=np.uint8), b"labels": rng.integers(0, 10, 8).tolist()}
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+def test_cli_trains_and_writes_a_loadable_file(tmp_path, capsys, fake_cifar10):
     out = tmp_path / "clf" / "c.pt"
-    C.main(["--dataset", "cifar10", "--data-dir", str(tmp_path), "--epochs", "2", "--batch-size", "16",
+    C.main(["--dataset", "cifar10", "--data-dir", str(fake_cifar10), "--epochs", "2", "--batch-size", "16",
             "--widths", "8", "8", "8", "--device", "cpu", "--no-bf16", "--out", str(out)])
     printed = capsys.readouterr().out
     assert re.search(r"epoch 2/2: loss [\d.]+, test accuracy [\d.]+", printed)
@@ -152,5 +145,5 @@ def test_cli_trains_and_writes_a_loadable_file(tmp_path, capsys):
     m = net.meta
     assert m["dataset"] == "cifar10" and m["epochs"] == 2 and m["train_n"] == 40 and m["test_n"] == 8
     assert m["widths"] == [8, 8, 8] and not m["bf16"] and m["cpu_seconds"] > 0 and m["sha256"] == C.file_sha256(out)
-    x, y, _ = C.load_split("cifar10", tmp_path, train=False)
+    x, y, _ = C.load_split("cifar10", fake_cifar10, train=False)
     assert C.real_accuracy(net, x, y) == m["test_accuracy"]  # the stored weights are the measured ones

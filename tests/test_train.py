@@ -2,7 +2,6 @@
 (torchrun, gloo, CPU), and one clear message for every bad input."""
 import json
 import os
-import pickle
 import subprocess
 import sys
 import textwrap
@@ -29,16 +28,8 @@ def env():
 
 
 @pytest.fixture(scope="module")
-def cifar(tmp_path_factory):
-    """A fake CIFAR-10 in the official python-batch format: 5 train batches of 8 random images, 1 test batch."""
-    root = tmp_path_factory.mktemp("cifar")
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (8, 3072), dtype=np.uint8), b"labels": rng.integers(0, 10, 8).tolist()}
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    return root
+def cifar(fake_cifar10):
+    return fake_cifar10
 
 
 def tiny_args(cifar, out, *extra):
