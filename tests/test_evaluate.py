@@ -246,3 +246,16 @@ def test_train_without_inception_warns_once_and_continues(env, tmp_path, monkeyp
     assert sorted(p.name for p in (tmp_path / "run").glob("*.pt")) == ["last.pt", "step_00000003.pt",
                                                                        "step_00000004.pt"]
     assert not (tmp_path / "run" / "best.pt").exists()
+
+
+def test_inception_none_scores_class_accuracy_alone(tmp_path, capsys):
+    """--inception none: no Inception network, no reference pass, even where one is installed."""
+    from nanobiggan import evaluate
+    from nanobiggan.checkpoint import shipped
+    if shipped("fashion-mnist") is None:
+        pytest.skip("no shipped fashion-mnist generator")
+    evaluate.main(["--checkpoint", "fashion-mnist", "--n", "40", "--inception", "none", "--standing-batches", "2",
+                   "--json", str(tmp_path / "r.json"), "--device", "cpu"])
+    text = (tmp_path / "r.json").read_text()
+    assert "class_acc" in text and '"fid"' not in text
+    assert "skipped (--inception none)" in capsys.readouterr().out
