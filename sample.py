@@ -90,7 +90,8 @@ def main(argv=None):
                    n_batches=args.standing_batches or cfg.standing_batches)
     name = "interp.png" if args.interp else "sample.png"
     # beside the checkpoint, except for a shipped generator: never write into the installed package
-    out = Path(args.out) if args.out else Path(name) if ckpt.parent == SHIPPED_DIR else ckpt.parent / name
+    out = Path(args.out) if args.out else Path(name) if ckpt.resolve().parent == SHIPPED_DIR.resolve() \
+        else ckpt.parent / name
     try:
         if args.interp:
             z, e = interpolation_inputs(G, args.interp, threshold=args.truncation, seed=args.seed, classes=ids,
