@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -46,6 +44,7 @@ import torch.nn.functional as F
 from einops import repeat
 from torch import nn
 
+from nanobiggan.checkpoint import _atomic_write
 from nanobiggan.data import get_dataset, to_signed_float
 from nanobiggan.evaluate import STANDING_BATCH_SIZE, class_balanced_labels, sample_features
 
@@ -203,16 +202,8 @@ def file_sha256(path) -> str:
 def save_classifier(net: Classifier, meta: dict, path) -> str:
     """Atomically write {"meta", "state_dict" (float16)}; returns the file's sha256."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"meta": meta, "state_dict": state}, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _atomic_write(path, lambda f: torch.save({"meta": meta, "state_dict": state}, f))  # checkpoint.py's writer
     return file_sha256(path)
 
 
