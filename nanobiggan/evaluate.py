@@ -436,20 +436,20 @@ def main(argv=None):
         ckpt = find_checkpoint(args.checkpoint)
         G, cfg, classes = load_generator(ckpt, ema=not args.no_ema, device=device)
         classifier = None if args.classifier == "none" else load_classifier_for(args.classifier, cfg, device)
-        try:
-            if args.inception == "none":  # class accuracy alone: no Inception pass, no reference statistics
-                if classifier is None:
-                    raise ValueError("--inception none with --classifier none leaves nothing to score")
-                raise FileNotFoundError("--inception none")
-            net = metrics.load_inception(args.inception, device)
-        except FileNotFoundError as e:
-            if args.inception == "none":
-                e = "skipped (--inception none)"
-            if args.inception != "none" and (classifier is None or args.inception or
-                                             os.environ.get("NANOBIGGAN_INCEPTION")):
-                raise  # a network asked for by name must exist; only the default one may be absent
-            net, ref = None, None
-            print(f"FID, KID and IS unavailable: {e}\nscoring class accuracy only")
+        net, ref, why = None, None, None
+        if args.inception == "none":  # class accuracy alone: no Inception pass, no reference statistics
+            if classifier is None:
+                raise ValueError("--inception none with --classifier none leaves nothing to score")
+            why = "skipped (--inception none)"
+        else:
+            try:
+                net = metrics.load_inception(args.inception, device)
+            except FileNotFoundError as e:
+                if classifier is None or args.inception or os.environ.get("NANOBIGGAN_INCEPTION"):
+                    raise  # a network asked for by name must exist; only the default one may be absent
+                why = e
+        if net is None:
+            print(f"FID, KID and IS unavailable: {why}\nscoring class accuracy only")
         if net is not None:
             _check_fid_n(args)
         print(f"{ckpt}: {cfg.name}, {'raw G weights (NOT the protocol)' if args.no_ema else 'EMA weights'}; "
