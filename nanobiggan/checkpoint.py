@@ -15,14 +15,14 @@ directory and remembers the best metric in best.json.
 """
 
 import json
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from nanobiggan.lab.files import atomic_write, link_or_copy
 
 FORMAT = "nanobiggan-1"
 
@@ -31,39 +31,12 @@ class CheckpointError(ValueError):
     """The file exists but is not a loadable nanobiggan checkpoint."""
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable: the directory entry lives in the directory's own data."""
-    if not hasattr(os, "O_DIRECTORY"):  # Windows cannot open directories; NTFS renames are journaled
-        return
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call write(fileobj) on a temp file beside `path`, then atomically move it onto `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # includes KeyboardInterrupt: never leave the temp file behind
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def save_checkpoint(state: dict, path) -> None:
     """Atomically torch.save `state` (with "format" added if absent) to `path`."""
     if not isinstance(state, dict):
         raise TypeError(f"a checkpoint state must be a dict, got {type(state).__name__}")
     state = {"format": FORMAT, **state}
-    _atomic_write(Path(path), lambda fh: torch.save(state, fh))
+    atomic_write(Path(path), lambda fh: torch.save(state, fh))
 
 
 def _why(path: Path, e: Exception) -> str:
@@ -135,17 +108,7 @@ class CheckpointManager:
 
     def _link(self, src: Path, name: str) -> Path:
         """Atomically make directory/name a copy of src: hard link (no second write), else byte copy."""
-        dst = self.directory / name
-        tmp = self.directory / f".{name}.link.tmp"
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(src, tmp)
-            os.replace(tmp, dst)
-            _fsync_dir(self.directory)
-        except OSError:  # filesystems without hard links
-            tmp.unlink(missing_ok=True)
-            _atomic_write(dst, lambda fh: fh.write(src.read_bytes()))
-        return dst
+        return link_or_copy(src, self.directory / name)
 
     def steps(self) -> list[int]:
         """Steps that have a step_XXXXXXXX.pt file, ascending."""
@@ -174,7 +137,7 @@ class CheckpointManager:
             if best is None or (metric < best["metric"] if lower_is_better else metric > best["metric"]):
                 self._link(path, "best.pt")  # checkpoint first: best.json never names a missing best.pt
                 record = {"metric": float(metric), "step": int(step), "lower_is_better": lower_is_better}
-                _atomic_write(best_file, lambda fh: fh.write(json.dumps(record).encode()))
+                atomic_write(best_file, lambda fh: fh.write(json.dumps(record).encode()))
         for old in self.steps()[: -self.keep_last]:
             (self.directory / f"step_{old:08d}.pt").unlink(missing_ok=True)
         return path

@@ -44,8 +44,8 @@ import torch.nn.functional as F
 from einops import repeat
 from torch import nn
 
-from nanobiggan.checkpoint import _atomic_write
 from nanobiggan.data import get_dataset, to_signed_float
+from nanobiggan.lab.files import atomic_write, file_sha256
 from nanobiggan.evaluate import STANDING_BATCH_SIZE, class_balanced_labels, sample_features
 
 SHIPPED = Path(__file__).parent / "classifiers"  # SHIPPED / f"{dataset}.pt"
@@ -191,19 +191,11 @@ def train_classifier(dataset: str, data_dir=None, epochs: int | None = None, bat
 # ----------------------------------------------------------------------------- files
 
 
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_classifier(net: Classifier, meta: dict, path) -> str:
     """Atomically write {"meta", "state_dict" (float16)}; returns the file's sha256."""
     path = Path(path)
     state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
-    _atomic_write(path, lambda f: torch.save({"meta": meta, "state_dict": state}, f))  # checkpoint.py's writer
+    atomic_write(path, lambda f: torch.save({"meta": meta, "state_dict": state}, f))
     return file_sha256(path)
 
 

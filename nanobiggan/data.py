@@ -31,6 +31,8 @@ from einops import rearrange, repeat
 from PIL import Image
 from torch.utils.data import Dataset
 
+from nanobiggan.lab.files import atomic_write
+
 DEFAULT_DATA_DIR = os.environ.get("NANOBIGGAN_DATA", "./data")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -111,20 +113,16 @@ def _safe_extract(archive: Path, dest: Path) -> None:
 
 
 def _download(url: str, dest: Path, expected_md5: str) -> None:
-    """url -> dest via dest.part, renamed only once its md5 matches: never half a file. Raises OSError/DataError."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".part")
-    md5 = hashlib.md5()
-    try:
-        with urllib.request.urlopen(url, timeout=20) as resp, open(partial, "wb") as out:
+    """url -> dest, which appears only once its md5 matches: never half a file. Raises OSError/DataError."""
+    def fetch(out):
+        md5 = hashlib.md5()
+        with urllib.request.urlopen(url, timeout=20) as resp:
             while chunk := resp.read(1 << 20):
                 md5.update(chunk)
                 out.write(chunk)
         if md5.hexdigest() != expected_md5:
             raise DataError(f"checksum mismatch for {url}: md5 {md5.hexdigest()}, expected {expected_md5}")
-        os.replace(partial, dest)
-    finally:
-        partial.unlink(missing_ok=True)
+    atomic_write(dest, fetch)
 
 
 def _download_cifar10(data_dir: Path) -> None:

@@ -48,16 +48,14 @@ from tqdm import tqdm
 
 from nanobiggan import metrics
 from nanobiggan.ema import standing_stats
+from nanobiggan.lab import files
+from nanobiggan.lab.files import atomic_write
 from nanobiggan.sampling import generate
 from nanobiggan.truncation import truncated_normal
 
 DEFAULT_N = 50_000
 KID_REAL = 10_000          # real features kept for KID; its subsets of 1000 are drawn from these
 STANDING_BATCH_SIZE = 64   # as sample.py: the standing statistics depend on it, so it is fixed
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("NANOBIGGAN_CACHE") or "~/.cache/nanobiggan").expanduser()
 
 
 def class_balanced_labels(n: int, n_classes: int) -> torch.Tensor:
@@ -99,10 +97,7 @@ def _fingerprint(dataset, idx: torch.Tensor) -> str:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # write then rename: never half a file
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: np.save(fh, array))
 
 
 def reference(cfg, net, cache_dir=None, n: int | None = None, data_dir=None, batch_size: int = 50,
@@ -119,7 +114,7 @@ def reference(cfg, net, cache_dir=None, n: int | None = None, data_dir=None, bat
     else:
         idx = torch.randperm(total, generator=torch.Generator().manual_seed(0))[:n].sort().values
     key = f"{cfg.dataset}-n{len(idx)}-{_fingerprint(dataset, idx)}"
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache = Path(cache_dir) if cache_dir else files.cache_dir()
     kid_path = cache / f"{key}-train-{cfg.resolution}px-{net.sha256[:12]}-kid.npy"
     keep = torch.randperm(len(idx), generator=torch.Generator().manual_seed(1))[:KID_REAL].sort().values
     fresh = []  # filled by reference_stats only on a cache miss
@@ -463,7 +458,7 @@ def main(argv=None):
             ref = reference(cfg, net, args.cache_dir, args.ref_n, args.data_dir, args.batch_size, args.min_samples,
                             progress=True)
             print(f"reference: {ref.name} n={ref.n}, {'read from the cache in' if ref.cached else 'computed in'} "
-                  f"{time.perf_counter() - t:.1f} s ({args.cache_dir or default_cache_dir()})")
+                  f"{time.perf_counter() - t:.1f} s ({args.cache_dir or files.cache_dir()})")
         results = []
         for threshold in args.truncation_sweep or [args.truncation]:
             results.append(evaluate(G, net, ref, args.n, threshold, args.seed, args.batch_size,
@@ -487,8 +482,7 @@ def main(argv=None):
                 print("IS unavailable, so only FID vs truncation is plotted (no IS vs FID curve)")
             print("\n".join(map(str, paths)))
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write(json_path, lambda fh: fh.write((json.dumps(report, indent=2) + "\n").encode()))
         print(json_path)
 
 

@@ -19,8 +19,6 @@ This module knows nothing about the generator: callers pass images, or batches o
 Tutorial: tutorials/09_evaluation.md
 """
 
-import functools
-import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -28,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from einops import repeat
+
+from nanobiggan.lab.files import atomic_write, file_sha256
 
 MIN_SAMPLES = 2048  # = the feature dimension: below it the covariance is singular and FID biased
 INCEPTION_SIZE = 299
@@ -169,20 +169,6 @@ def resize_bilinear_tf1(x: torch.Tensor, size: int = INCEPTION_SIZE) -> torch.Te
     return rows[..., x0] * (1 - wx) + rows[..., x1] * wx  # (n c size size)
 
 # ----------------------------------------------------------------------------- the network
-
-
-@functools.lru_cache(maxsize=None)
-def _sha256(path: str, size: int, mtime: float) -> str:  # size/mtime in the key: re-hash on change
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def file_sha256(path) -> str:
-    st = os.stat(path)
-    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime)
 
 
 def fid_helper_weights():
@@ -351,8 +337,5 @@ def reference_stats(name: str, images, net: InceptionFeatures, cache_dir, split:
     mu, sigma = feature_stats(feats, min_samples)
     if features_out is not None:
         features_out.append(feats)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")  # write then rename: a killed run leaves no half file
-    np.savez(tmp, mu=mu, sigma=sigma, n=len(feats), network_sha256=net.sha256)
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: np.savez(fh, mu=mu, sigma=sigma, n=len(feats), network_sha256=net.sha256))
     return mu, sigma

@@ -35,7 +35,6 @@ import difflib
 import json
 import math
 import numbers
-import os
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -47,6 +46,7 @@ from einops import rearrange
 from nanobiggan.attention import SelfAttention
 from nanobiggan.config import Config, get_config
 from nanobiggan.generator import Generator
+from nanobiggan.lab.files import cache_dir
 from nanobiggan.spectral_norm import SpectralNorm
 
 WEIGHTS_NAME, CONFIG_NAME = "pytorch_model.bin", "config.json"  # the reference's file names
@@ -241,11 +241,6 @@ def imagenet_class(name_or_id) -> int:
 
 
 # ----------------------------------------------------------------------------- files and downloads
-def cache_dir() -> Path:
-    """Where released names are downloaded to: $NANOBIGGAN_CACHE, else ~/.cache/nanobiggan."""
-    return Path(os.environ.get("NANOBIGGAN_CACHE", Path.home() / ".cache" / "nanobiggan"))
-
-
 def _download(url: str, dst: Path) -> None:
     torch.hub.download_url_to_file(url, str(dst), progress=True)
 

@@ -9,7 +9,6 @@ Tutorial: tutorials/07_truncation_ortho.md, tutorials/08_ema_standing_stats.md
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from PIL import Image
 
+from nanobiggan.lab.files import atomic_write
 from nanobiggan.truncation import truncated_normal
 
 
@@ -46,13 +46,7 @@ def save_grid(images: torch.Tensor, path, nrow: int, padding: int = 2) -> Path:
     x = F.pad(x, (0, 0, 0, padding, 0, padding))  # pad bottom and right of every image: (n h+p w+p 3)
     grid = rearrange(x, "(r c) h w ch -> (r h) (c w) ch", r=rows, c=cols)
     grid = F.pad(grid, (0, 0, padding, 0, padding, 0))  # ... and the top/left border of the sheet
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        Image.fromarray(grid.numpy()).save(tmp, format="PNG")
-        os.replace(tmp, path)  # a reader never sees half a PNG
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda fh: Image.fromarray(grid.numpy()).save(fh, format="PNG"))  # never half a PNG
     return path
 
 
