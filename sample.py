@@ -65,7 +65,8 @@ def main(argv=None):
     args = parse_args(argv)
     from nanobiggan.checkpoint import SHIPPED_DIR, find_checkpoint, load_generator
     from nanobiggan.ema import standing_stats
-    from nanobiggan.sampling import class_sheet_inputs, generate, interpolation_inputs, save_grid
+    from nanobiggan.lab.images import save_grid
+    from nanobiggan.sampling import class_sheet_inputs, generate, interpolation_inputs
     from nanobiggan.truncation import truncated_normal
     try:
         if args.truncation is not None:
@@ -111,7 +112,8 @@ def sample_pretrained(args) -> None:
     """The released BigGAN-deep: its own BN statistics per truncation (no standing stats: they would
     overwrite them) and the TF-Hub convention z = t * truncnorm(-2, 2) it was trained and published with."""
     from nanobiggan import pretrained
-    from nanobiggan.sampling import class_sheet_inputs, generate, save_grid
+    from nanobiggan.lab.images import save_grid
+    from nanobiggan.sampling import class_sheet_inputs, generate
     from nanobiggan.truncation import tfhub_truncated_normal
     t = 1.0 if args.truncation is None else args.truncation
     G, cfg = pretrained.load(args.pretrained, truncation=t, device=args.device)

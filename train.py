@@ -215,7 +215,8 @@ def run(trainer, batches, classes, main_process: bool, collapse_state: dict | No
 def write_sheet(trainer, classes, path: Path) -> None:
     """A fixed-z sheet (one row per class) from the EMA generator with standing statistics (App. C.1)."""
     from nanobiggan.ema import standing_stats
-    from nanobiggan.sampling import class_sheet_inputs, generate, save_grid
+    from nanobiggan.lab.images import save_grid
+    from nanobiggan.sampling import class_sheet_inputs, generate
     cfg, g_ema = trainer.cfg, trainer.ema.model
     z, y = class_sheet_inputs(cfg.z_dim, cfg.n_classes, per_class=10, seed=cfg.seed, device=trainer.device)
     # Its own generator: drawing a sheet must not change the training run's random stream (bit-exact resume).

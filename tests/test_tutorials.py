@@ -56,7 +56,7 @@ def run_outputs(tmp_path_factory):
 def inception_available() -> bool:
     if os.environ.get("NANOBIGGAN_INCEPTION"):
         return Path(os.environ["NANOBIGGAN_INCEPTION"]).is_file()
-    from nanobiggan.metrics import fid_helper_weights
+    from nanobiggan.lab.inception import fid_helper_weights
     return fid_helper_weights() is not None
 
 

@@ -1,0 +1,56 @@
+"""Pixels and PNG files: G's [-1, 1] floats to uint8, and image grids written as one PNG.
+
+One quantization for everything that turns G's output into pixels (a saved sheet, the Inception network's
+input, the class-accuracy classifier's input): u = clamp(floor(x · 127.5 + 128), 0, 255), i.e. (x + 1) · 127.5
+rounded half up, as the TF FID code and StyleGAN's metrics do. So a PNG holds exactly the pixels that were scored.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from PIL import Image
+
+from nanobiggan.lab.files import atomic_write
+
+
+def to_uint8(images) -> torch.Tensor:
+    """Images (n c h w), c = 1 or 3, float in [-1, 1] (G's tanh output) or uint8 -> uint8 (n 3 h w).
+
+    Floats become floor(x · 127.5 + 128) clamped to [0, 255] ((x + 1) · 127.5 rounded half up); uint8 passes
+    through; one gray channel becomes three. NaN/inf is refused: a diverged G has no pixels worth keeping.
+    """
+    x = torch.as_tensor(images)
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"images must be (n, c, h, w) with c = 1 or 3, e.g. G(z, y); got {tuple(x.shape)}")
+    if x.is_floating_point():
+        if not torch.isfinite(x).all():
+            raise ValueError("images contain NaN/inf: the generator diverged; no picture or metric is meaningful")
+        x = x.detach().cpu().to(torch.promote_types(x.dtype, torch.float32))  # bf16/fp16 -> fp32; fp64 stays
+        x = (x * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # .to(uint8) truncates: a floor, as x >= 0 here
+    elif x.dtype != torch.uint8:
+        raise TypeError(f"images must be uint8 in [0, 255] or float in [-1, 1], got {x.dtype}")
+    return repeat(x, "n 1 h w -> n 3 h w") if x.shape[1] == 1 else x
+
+
+def save_grid(images: torch.Tensor, path, nrow: int, padding: int = 2) -> Path:
+    """Write (n 3 h w) images in [-1, 1] as one PNG: rows of `nrow` images, `padding` black pixels
+    around and between them. Atomic (files.atomic_write): a reader never sees half a PNG."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"save_grid writes PNG files: give a path ending in .png, got {str(path)!r}")
+    if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
+        raise ValueError(f"nrow (images per row) must be an int >= 1, got {nrow!r}")
+    x = rearrange(to_uint8(images), "n c h w -> n h w c")
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError("save_grid got 0 images")
+    rows, cols = -(-n // nrow), min(nrow, n)
+    x = torch.cat([x, x.new_zeros(rows * cols - n, *x.shape[1:])])  # empty cells of the last row
+    x = F.pad(x, (0, 0, 0, padding, 0, padding))  # pad bottom and right of every image: (n h+p w+p 3)
+    grid = rearrange(x, "(r c) h w ch -> (r h) (c w) ch", r=rows, c=cols)
+    grid = F.pad(grid, (0, 0, padding, 0, padding, 0))  # ... and the top/left border of the sheet
+    atomic_write(path, lambda fh: Image.fromarray(grid.numpy()).save(fh, format="PNG"))
+    return path
