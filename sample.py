@@ -64,31 +64,29 @@ def resolve_classes(names: list[str] | None, classes: list[str]) -> list[int] | 
 def main(argv=None):
     args = parse_args(argv)
     from nanobiggan.checkpoint import SHIPPED_DIR, find_checkpoint, load_generator
-    from nanobiggan.ema import standing_stats
+    from nanobiggan.lab.cli import pick_device
     from nanobiggan.lab.images import save_grid
-    from nanobiggan.sampling import class_sheet_inputs, generate, interpolation_inputs
-    from nanobiggan.truncation import truncated_normal
+    from nanobiggan.sampling import class_sheet_inputs, generate, interpolation_inputs, prepare_for_sampling
+    from nanobiggan.truncation import check_threshold
     try:
         if args.truncation is not None:
-            truncated_normal((1,), args.truncation)  # validates: > 0, finite
+            check_threshold(args.truncation)
         for flag in ("n", "batch_size", "standing_batch_size", "standing_batches"):
             value = getattr(args, flag)
             if value is not None and value < 1:
                 raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+        device = pick_device(args.device)
         if args.pretrained:
-            return sample_pretrained(args)
+            return sample_pretrained(args, device)
         ckpt = find_checkpoint(args.checkpoint)
-        G, cfg, classes = load_generator(ckpt, ema=not args.no_ema, device=args.device)
+        G, cfg, classes = load_generator(ckpt, ema=not args.no_ema, device=device)
         ids = resolve_classes(args.classes, classes)
     except (ValueError, FileNotFoundError, ConnectionError) as e:
         sys.exit(f"error: {e}")
 
-    # Standing statistics (App. C.1) at this truncation: BN sees the inputs it will be used on.
-    gen = torch.Generator().manual_seed(args.seed + 1)
-    n = args.standing_batch_size
-    standing_stats(G, lambda: (truncated_normal((n, cfg.z_dim), args.truncation, generator=gen).to(args.device),
-                               torch.randint(0, cfg.n_classes, (n,), generator=gen).to(args.device)),
-                   n_batches=args.standing_batches or cfg.standing_batches)
+    # the sampling protocol: standing statistics (App. C.1) at this truncation, from seed + 1
+    prepare_for_sampling(G, args.truncation, args.standing_batches or cfg.standing_batches, args.seed,
+                         args.standing_batch_size)
     name = "interp.png" if args.interp else "sample.png"
     # beside the checkpoint, except for a shipped generator: never write into the installed package
     out = Path(args.out) if args.out else Path(name) if ckpt.resolve().parent == SHIPPED_DIR.resolve() \
@@ -96,19 +94,19 @@ def main(argv=None):
     try:
         if args.interp:
             z, e = interpolation_inputs(G, args.interp, threshold=args.truncation, seed=args.seed, classes=ids,
-                                        device=args.device)
+                                        device=device)
             images = generate(G, z, e, batch_size=args.batch_size)  # e: class embeddings -> G.synthesize
             nrow = len(images) // 4 if len(images) % 4 == 0 else int(math.sqrt(len(images)))
         else:
             z, y = class_sheet_inputs(cfg.z_dim, cfg.n_classes, classes=ids, per_class=args.n,
-                                      threshold=args.truncation, seed=args.seed, device=args.device)
+                                      threshold=args.truncation, seed=args.seed, device=device)
             images, nrow = generate(G, z, y, batch_size=args.batch_size), args.n
         print(save_grid(images, out, nrow=nrow))
     except ValueError as e:  # e.g. --interp class with a single --class, --out not ending in .png
         sys.exit(f"error: {e}")
 
 
-def sample_pretrained(args) -> None:
+def sample_pretrained(args, device) -> None:
     """The released BigGAN-deep: its own BN statistics per truncation (no standing stats: they would
     overwrite them) and the TF-Hub convention z = t * truncnorm(-2, 2) it was trained and published with."""
     from nanobiggan import pretrained
@@ -116,12 +114,12 @@ def sample_pretrained(args) -> None:
     from nanobiggan.sampling import class_sheet_inputs, generate
     from nanobiggan.truncation import tfhub_truncated_normal
     t = 1.0 if args.truncation is None else args.truncation
-    G, cfg = pretrained.load(args.pretrained, truncation=t, device=args.device)
+    G, cfg = pretrained.load(args.pretrained, truncation=t, device=device)
     ids = None if args.classes is None else [pretrained.imagenet_class(c) for c in args.classes]
     _, y = class_sheet_inputs(cfg.z_dim, cfg.n_classes, classes=ids, per_class=args.n, seed=args.seed)
     columns = tfhub_truncated_normal((args.n, cfg.z_dim), t, generator=torch.Generator().manual_seed(args.seed))
     z = columns.repeat(len(y) // args.n, 1)  # one z per column, shared by every row (class)
-    images = generate(G, z.to(args.device), y.to(args.device), batch_size=args.batch_size)
+    images = generate(G, z.to(device), y.to(device), batch_size=args.batch_size)
     print(save_grid(images, Path(args.out or "pretrained.png"), nrow=args.n))
 
 

@@ -58,19 +58,6 @@ def _bool(s: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
 
 
-def pick_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            sys.exit("error: --device cuda: no CUDA GPU is visible to torch; use --device cpu")
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    if name not in ("cpu", "mps"):
-        sys.exit(f"error: --device {name!r}: choose auto, cpu, cuda or mps")
-    return torch.device(name)
-
-
 def default_preset(dataset: str) -> str:
     """The preset used without --preset: the dataset's own for cifar10 and fashion-mnist, else biggan-128."""
     return dataset if dataset in ("cifar10", "fashion-mnist") else "biggan-128"
@@ -79,7 +66,7 @@ def default_preset(dataset: str) -> str:
 def build_config(args, overrides):
     """Preset + overrides; a resumed run keeps its saved config (flags can still change fields)."""
     from nanobiggan.checkpoint import CheckpointManager, load_checkpoint
-    from nanobiggan.config import get_config
+    from nanobiggan.config import from_saved, get_config
     state, ckpt = None, None
     if args.resume:
         preset = args.preset or default_preset(overrides.get("dataset", "cifar10"))
@@ -89,9 +76,7 @@ def build_config(args, overrides):
         if ckpt is None:
             sys.exit(f"error: --resume: no checkpoint in {target} (looked for last.pt and step_*.pt)")
         state = load_checkpoint(ckpt)
-        saved = dict(state["config"])
-        name = saved.pop("name")
-        cfg = get_config(name, **{**saved, **overrides})
+        cfg = from_saved(state["config"], **overrides)
     else:
         preset = args.preset or default_preset(overrides.get("dataset", "cifar10"))
         cfg = get_config(preset, **overrides)
@@ -118,7 +103,11 @@ def main(argv=None):
 
     world, rank, local_rank = (int(os.environ.get(k, d)) for k, d in
                                (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0)))
-    device = pick_device(args.device, local_rank)
+    from nanobiggan.lab.cli import pick_device
+    try:
+        device = pick_device(args.device, local_rank)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     if world > 1:  # launched by torchrun
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     main_process = rank == 0
@@ -213,16 +202,13 @@ def run(trainer, batches, classes, main_process: bool, collapse_state: dict | No
 
 
 def write_sheet(trainer, classes, path: Path) -> None:
-    """A fixed-z sheet (one row per class) from the EMA generator with standing statistics (App. C.1)."""
-    from nanobiggan.ema import standing_stats
+    """A fixed-z sheet (one row per class) of the EMA generator under the sampling protocol (sampling.py), with
+    10 standing-statistics batches (a picture of progress, not a score). It draws from its own generators:
+    a sheet never changes the training run's random stream (bit-exact resume)."""
     from nanobiggan.lab.images import save_grid
-    from nanobiggan.sampling import class_sheet_inputs, generate
-    cfg, g_ema = trainer.cfg, trainer.ema.model
+    from nanobiggan.sampling import class_sheet_inputs, generate, prepare_for_sampling
+    cfg, g_ema = trainer.cfg, prepare_for_sampling(trainer.ema.model, n_batches=10, seed=trainer.cfg.seed)
     z, y = class_sheet_inputs(cfg.z_dim, cfg.n_classes, per_class=10, seed=cfg.seed, device=trainer.device)
-    # Its own generator: drawing a sheet must not change the training run's random stream (bit-exact resume).
-    gen, dev, n = torch.Generator(trainer.device).manual_seed(cfg.seed), trainer.device, cfg.batch_size
-    standing_stats(g_ema, lambda: (torch.randn(n, cfg.z_dim, generator=gen, device=dev),
-                                   torch.randint(0, cfg.n_classes, (n,), generator=gen, device=dev)), n_batches=10)
     save_grid(generate(g_ema, z, y), path, nrow=10)
 
 

@@ -215,11 +215,11 @@ def find_checkpoint(arg: str | None) -> Path:
 
 def load_generator(ckpt: Path, ema: bool = True, device="cpu"):
     """(G in eval mode, config, class names) from a nanobiggan checkpoint."""
-    from nanobiggan import Generator, get_config
+    from nanobiggan import Generator
+    from nanobiggan.config import from_saved
     from nanobiggan.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES
     state = load_checkpoint(ckpt)
-    saved = dict(state["config"])
-    cfg = get_config(saved.pop("name"), **saved)
+    cfg = from_saved(state["config"])
     G = Generator(cfg)
     if not ema and "G" not in state:
         raise CheckpointError(f"{ckpt} holds the EMA generator only (a shipped or slimmed checkpoint): "

@@ -46,7 +46,9 @@ from torch import nn
 
 from nanobiggan.data import get_dataset, to_signed_float
 from nanobiggan.lab.files import atomic_write, file_sha256
-from nanobiggan.evaluate import STANDING_BATCH_SIZE, class_balanced_labels, sample_features
+from nanobiggan.evaluate import class_balanced_labels, sample_features
+from nanobiggan.lab.cli import pick_device
+from nanobiggan.sampling import STANDING_BATCH_SIZE
 
 SHIPPED = Path(__file__).parent / "classifiers"  # SHIPPED / f"{dataset}.pt"
 KNOWN_SHA256 = {
@@ -257,12 +259,12 @@ def main(argv=None):
     p.add_argument("--widths", type=int, nargs=3, default=None, metavar=("A", "B", "C"),
                    help="channels of the three blocks (default: the dataset's recipe)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu) | cpu | cuda | mps")
     p.add_argument("--no-bf16", action="store_true", help="train in float32 (slow on CPUs without bf16)")
     p.add_argument("--out", required=True, help="the classifier file to write")
     args = p.parse_args(argv)
-    device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     try:
+        device = pick_device(args.device)
         net, meta = train_classifier(args.dataset, args.data_dir, args.epochs, args.batch_size, seed=args.seed,
                                      device=device, bf16=not args.no_bf16,
                                      widths=args.widths and tuple(args.widths), log=lambda s: print(s, flush=True))

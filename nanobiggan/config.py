@@ -223,6 +223,12 @@ def get_config(name: str = "cifar10", **overrides) -> Config:
     return dataclasses.replace(PRESETS[name], **overrides).validate()
 
 
+def from_saved(saved: dict, **overrides) -> Config:
+    """The Config a checkpoint stored (`dataclasses.asdict`, "name" included), fields replaced by keyword."""
+    fields = dict(saved)
+    return get_config(fields.pop("name"), **{**fields, **overrides})
+
+
 def count_params(cfg: Config) -> tuple[int, int]:
     """(G, D) parameter counts, built on the meta device: no memory, no time, even at 512x512."""
     from nanobiggan import Discriminator, Generator

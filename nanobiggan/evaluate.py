@@ -49,15 +49,14 @@ from tqdm import tqdm
 from nanobiggan import metrics
 from nanobiggan.lab import files, inception
 from nanobiggan.lab.images import to_uint8
-from nanobiggan.ema import standing_stats
 
 from nanobiggan.lab.files import atomic_write
-from nanobiggan.sampling import generate
-from nanobiggan.truncation import truncated_normal
+from nanobiggan.lab.cli import pick_device
+from nanobiggan.sampling import STANDING_BATCH_SIZE, generate, prepare_for_sampling
+from nanobiggan.truncation import check_threshold, truncated_normal
 
 DEFAULT_N = 50_000
 KID_REAL = 10_000          # real features kept for KID; its subsets of 1000 are drawn from these
-STANDING_BATCH_SIZE = 64   # as sample.py: the standing statistics depend on it, so it is fixed
 
 
 def class_balanced_labels(n: int, n_classes: int) -> torch.Tensor:
@@ -149,13 +148,10 @@ def sample_features(G, net, n: int, truncation=None, seed: int = 0, batch_size: 
     no classifier, the classifier's predicted classes (n) or None, seconds {"sampling": standing stats + G,
     "features": Inception, "classifier": the class-accuracy net}).
     """
-    cfg, device = G.cfg, next(G.parameters()).device
+    cfg = G.cfg
     seconds = {"sampling": 0.0, "features": 0.0, "classifier": 0.0}
     t = time.perf_counter()
-    gen, b = torch.Generator().manual_seed(seed + 1), standing_batch_size  # sample.py's standing stats
-    standing_stats(G, lambda: (truncated_normal((b, cfg.z_dim), truncation, generator=gen).to(device),
-                               torch.randint(0, cfg.n_classes, (b,), generator=gen).to(device)),
-                   n_batches=standing_batches)
+    prepare_for_sampling(G, truncation, standing_batches, seed, standing_batch_size)  # sampling.py's protocol
     z = truncated_normal((n, cfg.z_dim), truncation, generator=torch.Generator().manual_seed(seed))  # (n d)
     y = class_balanced_labels(n, cfg.n_classes)
     seconds["sampling"] += time.perf_counter() - t
@@ -350,7 +346,7 @@ def _threshold(s: str):
         return None
     try:
         t = float(s)
-        truncated_normal((1,), t)  # validates: positive, not NaN
+        check_threshold(t)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive threshold such as 0.5, or 'none'; got {s!r}")
     return t
@@ -381,7 +377,7 @@ def parse_args(argv=None):
                    "a dataset name (cifar10, fashion-mnist), a file, or none (default: the one shipped for the "
                    "checkpoint's dataset, if any)")
     p.add_argument("--no-ema", action="store_true", help="raw G weights (NOT the protocol; for debugging)")
-    p.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda | mps")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu) | cpu | cuda | mps")
     p.add_argument("--json", default=None, help="write the results here (sweep default: OUT_DIR/truncation_sweep.json)")
     p.add_argument("--out-dir", default=None, help="sweep PNGs (default: the JSON's folder, else the checkpoint's)")
     return p.parse_args(argv)
@@ -429,7 +425,7 @@ def main(argv=None):
     try:
         _check(args)
         from nanobiggan.checkpoint import find_checkpoint, load_generator
-        device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+        device = pick_device(args.device)
         ckpt = find_checkpoint(args.checkpoint)
         G, cfg, classes = load_generator(ckpt, ema=not args.no_ema, device=device)
         classifier = None if args.classifier == "none" else load_classifier_for(args.classifier, cfg, device)

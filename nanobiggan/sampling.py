@@ -1,9 +1,12 @@
-"""Images out of G: sample sheets (one row per class) and the interpolation sheets of BigGAN Fig. 8/9.
+"""Images out of G: the sampling protocol, sample sheets (one row per class) and the interpolation sheets of
+BigGAN Fig. 8/9.
 
-Sampling here never changes G's mode: put G in eval mode with standing statistics first (App. C.1,
-`nanobiggan.ema.standing_stats`), then a sample no longer depends on the batch it was generated in.
-Latents come from a seeded torch.Generator through the paper's truncation trick (§3.1, truncation.py),
-drawn on the CPU so the same seed gives the same z on any device.
+Every image this project shows or scores comes from G prepared by ONE function, `prepare_for_sampling`: the
+EMA weights (§3), spectral norms converged on them, standing statistics at the sampling truncation (App. C.1),
+eval mode. train.py's sheets, sample.py, the evaluation protocol (lab/protocol.py) and the tutorials call it.
+After it, an image depends on its own z and class only, never on the batch it was generated in. Latents come
+from a seeded torch.Generator through the paper's truncation trick (§3.1, truncation.py), drawn on the CPU so
+the same seed gives the same z on any device.
 
 Tutorial: tutorials/07_truncation_ortho.md, tutorials/08_ema_standing_stats.md
 """
@@ -12,7 +15,33 @@ from __future__ import annotations
 import torch
 from einops import rearrange, repeat
 
+from nanobiggan.ema import standing_stats
 from nanobiggan.truncation import truncated_normal
+
+STANDING_BATCH_SIZE = 64  # inputs per standing-statistics forward: the statistics depend on it, so it is fixed
+
+
+@torch.no_grad()
+def prepare_for_sampling(G, truncation=None, n_batches: int = 100, seed: int = 0,
+                         batch_size: int = STANDING_BATCH_SIZE):
+    """Put G in the state every sample and score is drawn from (the sampling protocol); returns G.
+
+    1. Weights: pass the EMA generator (BigGAN §3): `trainer.ema.model`, or lab.generators.load_generator's G
+       (EMA by default).
+    2. Spectral norm: u, v converged on these very weights (the EMA copy's vectors were iterated on the live G).
+    3. Standing statistics (App. C.1), one recipe: every BatchNorm's statistics become the average over
+       `n_batches` forwards (cfg.standing_batches, the paper's 100) of `batch_size` = 64 inputs drawn as the
+       samples will be: z truncated at `truncation` (None: N(0, I)), classes uniform at random, both from a
+       CPU generator seeded `seed + 1` (the samples' own latents come from `seed`).
+    4. Eval mode.
+    """
+    cfg, device = G.cfg, next(G.parameters()).device
+    gen = torch.Generator().manual_seed(seed + 1)
+
+    def inputs():  # (z (b z_dim), y (b)) on G's device
+        z = truncated_normal((batch_size, cfg.z_dim), truncation, generator=gen)
+        return z.to(device), torch.randint(0, cfg.n_classes, (batch_size,), generator=gen).to(device)
+    return standing_stats(G, inputs, n_batches=n_batches)
 
 
 @torch.no_grad()

@@ -22,8 +22,8 @@ from torch import Tensor
 _EXAMPLE = "such as 0.5"
 
 
-def _check_threshold(threshold, what: str) -> float:
-    """Return `threshold` as a float, or raise a ValueError saying what a valid one looks like."""
+def check_threshold(threshold, what: str = "truncation threshold") -> float:
+    """`threshold` as a float, or a ValueError saying what a valid one looks like (> 0; inf = no truncation)."""
     valid = isinstance(threshold, numbers.Real) and not isinstance(threshold, bool)
     if not valid or math.isnan(threshold) or threshold <= 0:
         raise ValueError(f"{what} must be a positive number {_EXAMPLE}; got {threshold!r}")
@@ -51,7 +51,7 @@ def truncated_normal(shape, threshold, generator=None, device=None, dtype=torch.
     """
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if threshold is not None:
-        threshold = _check_threshold(threshold, "truncation threshold")
+        threshold = check_threshold(threshold)
     z = torch.randn(shape, generator=generator, device=device, dtype=dtype)
     if threshold is None or math.isinf(threshold):
         return z
@@ -64,7 +64,7 @@ def tfhub_truncated_normal(shape, truncation, generator=None, device=None, dtype
     Use it only to reproduce the released BigGAN(-deep) weights' sampling; |z| <= 2·truncation.
     This is not the paper's trick: at truncation t it is bounded by 2t and its spread is scaled.
     """
-    truncation = _check_threshold(truncation, "truncation")
+    truncation = check_threshold(truncation, "truncation")
     if math.isinf(truncation):
         raise ValueError(f"truncation must be a finite positive number {_EXAMPLE} (TF-Hub uses 0.02..1); got inf")
     return truncation * truncated_normal(shape, 2.0, generator=generator, device=device, dtype=dtype)

@@ -1,9 +1,10 @@
+import dataclasses
 import subprocess
 import sys
 
 import pytest
 
-from nanobiggan.config import PRESETS, get_config
+from nanobiggan.config import PRESETS, from_saved, get_config
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -32,6 +33,15 @@ def test_overrides_and_errors_name_the_field():
         get_config("cifar10", eval_every=-1)
     with pytest.raises(ValueError, match="'eval_n'"):
         get_config("cifar10", eval_n=1)
+
+
+def test_from_saved_reads_what_a_checkpoint_stores():
+    cfg = get_config("fashion-mnist", g_lr=1e-3)
+    saved = dataclasses.asdict(cfg)
+    assert from_saved(saved) == cfg and from_saved(saved, steps=7) == dataclasses.replace(cfg, steps=7)
+    assert saved["name"] == "fashion-mnist"  # the caller's dict is left as it was
+    with pytest.raises(ValueError, match="'z_dim'"):
+        from_saved({**saved, "z_dim": 81})
 
 
 def test_param_count_command_prints_every_preset():

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from nanobiggan import Generator, get_config
 from nanobiggan.ema import standing_stats
-from nanobiggan.sampling import class_sheet_inputs, generate, interpolation_inputs
+from nanobiggan.sampling import class_sheet_inputs, generate, interpolation_inputs, prepare_for_sampling
 from nanobiggan.truncation import truncated_normal
 
 
@@ -95,6 +95,25 @@ def test_interpolation_bad_input(G):
         interpolation_inputs(G, "z", classes=[12])
     with pytest.raises(ValueError, match="steps"):
         interpolation_inputs(G, "z", steps=1)
+
+
+# ---- the sampling protocol
+
+def test_prepare_for_sampling_is_the_documented_recipe(G):
+    """prepare_for_sampling = standing_stats over n_batches of batch_size inputs: z truncated at the threshold and
+    uniform classes, drawn (z first) from a CPU generator seeded seed + 1; G left in eval mode, the global RNG
+    untouched."""
+    A, B = copy.deepcopy(G).train(), copy.deepcopy(G)
+    rng = torch.get_rng_state()
+    assert prepare_for_sampling(A, 0.5, n_batches=3, seed=7, batch_size=8) is A and not A.training
+    assert torch.equal(rng, torch.get_rng_state())
+    gen = torch.Generator().manual_seed(8)
+    standing_stats(B, lambda: (truncated_normal((8, G.cfg.z_dim), 0.5, generator=gen),
+                               torch.randint(0, G.cfg.n_classes, (8,), generator=gen)), n_batches=3)
+    for (k, a), b in zip(A.state_dict().items(), B.state_dict().values()):
+        assert torch.equal(a, b), k
+    C = prepare_for_sampling(copy.deepcopy(G), 1.0, n_batches=3, seed=7, batch_size=8)  # another threshold
+    assert not torch.equal(C.out_bn.running_var, A.out_bn.running_var)
 
 
 # ---- generate

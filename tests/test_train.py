@@ -18,7 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import train  # noqa: E402
 
+from nanobiggan import Generator  # noqa: E402
 from nanobiggan.checkpoint import load_checkpoint  # noqa: E402
+from nanobiggan.config import from_saved  # noqa: E402
 
 
 
@@ -132,9 +134,7 @@ def test_ddp_two_processes_gloo(cifar, tmp_path):
     assert sorted(p.name for p in out.glob("*.pt")) == ["last.pt", "step_00000002.pt"]
     ckpt = load_checkpoint(out / "last.pt")
     assert_same(ckpt["G"], ranks[0]["G"])
-    from nanobiggan import Generator, get_config
-    saved = dict(ckpt["config"])
-    Generator(get_config(saved.pop("name"), **saved)).load_state_dict(ckpt["G"])  # plain BN keys: sample.py loads it
+    Generator(from_saved(ckpt["config"])).load_state_dict(ckpt["G"])  # plain BN keys: sample.py loads it
 
 
 # ---------------------------------------------------------------- bad input: one clear line each

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from nanobiggan.truncation import tfhub_truncated_normal, truncated_normal
+from nanobiggan.truncation import check_threshold, tfhub_truncated_normal, truncated_normal
 
 shapes = st.lists(st.integers(1, 6), min_size=1, max_size=3)
 seeds = st.integers(0, 2**31 - 1)
@@ -56,6 +56,15 @@ def test_same_seed_same_tensor(threshold, seed):
 def test_bad_thresholds_raise(bad):
     with pytest.raises(ValueError, match="truncation threshold must be a positive number such as 0.5; got"):
         truncated_normal(3, bad)
+    with pytest.raises(ValueError, match="truncation threshold must be a positive number such as 0.5; got"):
+        check_threshold(bad)  # what sample.py and evaluate validate a --truncation with, drawing nothing
+
+
+def test_check_threshold_accepts_positive_numbers():
+    assert check_threshold(0.5) == 0.5 and check_threshold(2) == 2.0 and check_threshold(math.inf) == math.inf
+    rng = torch.get_rng_state()
+    check_threshold(0.04)
+    assert torch.equal(rng, torch.get_rng_state())
 
 
 @given(st.floats(max_value=0.0))
