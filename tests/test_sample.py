@@ -145,7 +145,8 @@ def test_slim_checkpoint_samples_exactly_like_the_full_one(run_dir, tmp_path, mo
 def test_shipped_generator_draws_its_classes(name):
     """The shipped generators are trained: the project's classifier recognises most of their samples (their
     measured accuracy at n = 10,000 is in the README); and each says how it was made."""
-    from nanobiggan.classifier import class_accuracy, load_classifier
+    from nanobiggan.lab.classifier import load_classifier
+    from nanobiggan.lab.protocol import class_accuracy
     path = checkpoint.shipped(name)
     if path is None:
         pytest.skip(f"no shipped {name} generator")
