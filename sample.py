@@ -63,7 +63,7 @@ def resolve_classes(names: list[str] | None, classes: list[str]) -> list[int] | 
 
 def main(argv=None):
     args = parse_args(argv)
-    from nanobiggan.checkpoint import SHIPPED_DIR, find_checkpoint, load_generator
+    from nanobiggan.lab.generators import find_checkpoint, is_shipped, load_generator
     from nanobiggan.lab.cli import pick_device
     from nanobiggan.lab.images import save_grid
     from nanobiggan.sampling import class_sheet_inputs, generate, interpolation_inputs, prepare_for_sampling
@@ -89,8 +89,7 @@ def main(argv=None):
                          args.standing_batch_size)
     name = "interp.png" if args.interp else "sample.png"
     # beside the checkpoint, except for a shipped generator: never write into the installed package
-    out = Path(args.out) if args.out else Path(name) if ckpt.resolve().parent == SHIPPED_DIR.resolve() \
-        else ckpt.parent / name
+    out = Path(args.out) if args.out else Path(name) if is_shipped(ckpt) else ckpt.parent / name
     try:
         if args.interp:
             z, e = interpolation_inputs(G, args.interp, threshold=args.truncation, seed=args.seed, classes=ids,

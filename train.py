@@ -65,7 +65,7 @@ def default_preset(dataset: str) -> str:
 
 def build_config(args, overrides):
     """Preset + overrides; a resumed run keeps its saved config (flags can still change fields)."""
-    from nanobiggan.checkpoint import CheckpointManager, load_checkpoint
+    from nanobiggan.lab.checkpoint import CheckpointManager, load_checkpoint
     from nanobiggan.config import from_saved, get_config
     state, ckpt = None, None
     if args.resume:
@@ -142,7 +142,7 @@ def run(trainer, batches, classes, main_process: bool, collapse_state: dict | No
     """The loop: steps, logging, sample sheets, checkpoints, collapse watch."""
     from tqdm import tqdm
 
-    from nanobiggan.checkpoint import CheckpointManager
+    from nanobiggan.lab.checkpoint import CheckpointManager
     from nanobiggan.monitor import CollapseDetector, RunLog, sigma0
     cfg, out = trainer.cfg, Path(trainer.cfg.out_dir)
     manager = CheckpointManager(out, keep_last=cfg.keep_last) if main_process else None

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import random
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from nanobiggan.checkpoint import FORMAT, rng_state, set_rng_state
 from nanobiggan.config import Config
 from nanobiggan.discriminator import Discriminator
 from nanobiggan.ema import EMA
@@ -217,7 +218,7 @@ class Trainer:
 
     # ---- checkpoints
     def state_dict(self, batches: Batches | None = None) -> dict:
-        return {"format": FORMAT, "config": dataclasses.asdict(self.cfg), "step": self.step,
+        return {"config": dataclasses.asdict(self.cfg), "step": self.step,
                 "batches_drawn": batches.drawn if batches is not None else 0,
                 "G": self.g.state_dict(), "D": self.d.state_dict(), "G_ema": self.ema.state_dict(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
@@ -235,6 +236,27 @@ class Trainer:
         set_rng_state(state["rng"])
         self._seed_rank(self.step)
         return state["batches_drawn"]
+
+
+def rng_state() -> dict:
+    """Every RNG a training step draws from, as tensors/lists/ints that weights_only loading accepts."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+            "python": list(random.getstate())}
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what rng_state() captured; CUDA states only for the devices present on this machine."""
+    torch.set_rng_state(state["torch"].cpu())
+    if torch.cuda.is_available():
+        for i, s in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s.cpu(), i)
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

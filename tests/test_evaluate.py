@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import train  # noqa: E402
 
-from nanobiggan.checkpoint import CheckpointManager, load_checkpoint  # noqa: E402
+from nanobiggan.lab.checkpoint import CheckpointManager, load_checkpoint  # noqa: E402
 from nanobiggan.config import get_config  # noqa: E402
 from nanobiggan.lab import evaluate, inception, protocol  # noqa: E402
 from nanobiggan.trainer import Trainer, batches_for  # noqa: E402
@@ -83,7 +83,7 @@ def run_eval(env, tmp_path, capsys, *extra, net="plain"):
 
 
 def test_generator_gets_balanced_labels_and_seeded_z(env, monkeypatch):
-    from nanobiggan.checkpoint import load_generator
+    from nanobiggan.lab.generators import load_generator
     G, cfg, _ = load_generator(env["ckpt"])
     net = inception.load_inception(env["nets"]["plain"])
     seen = []
@@ -107,7 +107,7 @@ def test_prints_scores_with_n_and_writes_json(env, tmp_path, capsys):
     assert r["n"] == 40 and r["ref_n"] == 40 and r["truncation"] is None and np.isfinite(r["fid"]) and "is" not in r
     assert report["ema"] and report["reference"] == {"name": "CIFAR-10 train", "n": 40}
     # class accuracy (lab/classifier.py) from the same samples: what the protocol's class_accuracy computes alone
-    from nanobiggan.checkpoint import load_generator
+    from nanobiggan.lab.generators import load_generator
     from nanobiggan.lab.classifier import KNOWN_SHA256, load_classifier
     G, _, _ = load_generator(env["ckpt"])
     alone = protocol.class_accuracy(G, load_classifier("cifar10"), 40, standing_batches=2)
@@ -239,7 +239,7 @@ def test_train_without_inception_warns_once_and_continues(env, tmp_path, monkeyp
 
 def test_inception_none_scores_class_accuracy_alone(tmp_path, capsys):
     """--inception none: no Inception network, no reference pass, even where one is installed."""
-    from nanobiggan.checkpoint import shipped
+    from nanobiggan.lab.generators import shipped
     if shipped("fashion-mnist") is None:
         pytest.skip("no shipped fashion-mnist generator")
     evaluate.main(["--checkpoint", "fashion-mnist", "--n", "40", "--inception", "none", "--standing-batches", "2",

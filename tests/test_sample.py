@@ -12,8 +12,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import sample  # noqa: E402
 
-from nanobiggan import checkpoint  # noqa: E402
-from nanobiggan.checkpoint import CheckpointManager, load_checkpoint, load_generator  # noqa: E402
+from nanobiggan.lab import generators  # noqa: E402
+from nanobiggan.lab.checkpoint import CheckpointManager, load_checkpoint  # noqa: E402
+from nanobiggan.lab.generators import load_generator  # noqa: E402
 from nanobiggan.config import get_config  # noqa: E402
 from nanobiggan.ema import standing_stats  # noqa: E402
 from nanobiggan.sampling import generate  # noqa: E402
@@ -118,7 +119,7 @@ def test_bad_checkpoints(tmp_path, monkeypatch, cli_error):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
     assert "foreign checkpoint" in cli_error(sample.main, ["--checkpoint", str(tmp_path / "foreign.pt")])
     monkeypatch.chdir(tmp_path)  # no runs/*/last.pt here, and no shipped generator
-    monkeypatch.setattr(checkpoint, "SHIPPED_DIR", tmp_path / "none")
+    monkeypatch.setattr(generators, "SHIPPED_DIR", tmp_path / "none")
     assert "no checkpoint found" in cli_error(sample.main, [])
 
 
@@ -126,14 +127,14 @@ def test_slim_checkpoint_samples_exactly_like_the_full_one(run_dir, tmp_path, mo
     """`slim` keeps the EMA generator alone; a fresh clone (no runs/) samples the shipped one by default and
     writes into the working directory, never into the package."""
     full = run_dir / "last.pt"
-    small = checkpoint.slim(full, tmp_path / "pkg" / "fashion-mnist.pt", made_by="a test")
+    small = generators.slim(full, tmp_path / "pkg" / "fashion-mnist.pt", made_by="a test")
     assert small.stat().st_size < full.stat().st_size / 2 and load_checkpoint(small)["made_by"] == "a test"
     for (k, a), b in zip(load_generator(full)[0].state_dict().items(), load_generator(small)[0].state_dict().values()):
         assert torch.equal(a, b), k
     assert "EMA generator only" in cli_error(sample.main, ["--checkpoint", str(small), "--no-ema", *FAST])
     sample.main(["--checkpoint", str(full), "--out", str(tmp_path / "full.png"), *FAST])
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(checkpoint, "SHIPPED_DIR", small.parent)
+    monkeypatch.setattr(generators, "SHIPPED_DIR", small.parent)
     sample.main(FAST)  # no runs/ here: the shipped generator
     np.testing.assert_array_equal(png(tmp_path / "sample.png"), png(tmp_path / "full.png"))
     assert sorted(p.name for p in small.parent.iterdir()) == ["fashion-mnist.pt"]
@@ -141,13 +142,13 @@ def test_slim_checkpoint_samples_exactly_like_the_full_one(run_dir, tmp_path, mo
     np.testing.assert_array_equal(png(tmp_path / "named.png"), png(tmp_path / "full.png"))
 
 
-@pytest.mark.parametrize("name", checkpoint.SHIPPED_ORDER)
+@pytest.mark.parametrize("name", generators.SHIPPED_ORDER)
 def test_shipped_generator_draws_its_classes(name):
     """The shipped generators are trained: the project's classifier recognises most of their samples (their
     measured accuracy at n = 10,000 is in the README); and each says how it was made."""
     from nanobiggan.lab.classifier import load_classifier
     from nanobiggan.lab.protocol import class_accuracy
-    path = checkpoint.shipped(name)
+    path = generators.shipped(name)
     if path is None:
         pytest.skip(f"no shipped {name} generator")
     state = load_checkpoint(path)

@@ -9,7 +9,9 @@ trained weights, and sampling replaces them with standing statistics anyway (App
 """
 import copy
 import os
+import random
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -18,9 +20,10 @@ from hypothesis import strategies as st
 
 from nanobiggan.attention import SelfAttention
 from nanobiggan.config import get_config
+from nanobiggan.lab.checkpoint import load_checkpoint, save_checkpoint
 from nanobiggan.ortho import ortho_grad, ortho_parameters
 from nanobiggan.spectral_norm import spectral_modules
-from nanobiggan.trainer import Batches, CrossReplicaBatchNorm, Trainer, batches_for
+from nanobiggan.trainer import Batches, CrossReplicaBatchNorm, Trainer, batches_for, rng_state, set_rng_state
 
 
 
@@ -208,6 +211,23 @@ def test_grad_accum_full_step_runs(data):
 def test_batch_size_must_split_over_accumulation_and_ranks():
     with pytest.raises(ValueError, match="batch_size"):
         Trainer(tiny(batch_size=8, grad_accum=2), world=3)
+
+
+# ---------------------------------------------------------------- the RNG state a checkpoint holds
+
+def draws():
+    return torch.rand(4).tolist(), np.random.rand(4).tolist(), np.random.randn(3).tolist(), \
+        [random.random() for _ in range(3)], random.gauss(0, 1)
+
+
+def test_rng_state_survives_file_and_restores_every_generator(tmp_path):
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    np.random.randn(1), random.gauss(0, 1)  # leave a cached Gaussian in numpy and in `random`
+    save_checkpoint({"rng": rng_state()}, tmp_path / "r.pt")
+    expected = draws()
+    draws()  # move every generator on
+    set_rng_state(load_checkpoint(tmp_path / "r.pt")["rng"])
+    assert draws() == expected
 
 
 # ---------------------------------------------------------------- precision, R1, σ-clamp

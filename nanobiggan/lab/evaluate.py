@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 from nanobiggan import metrics
-from nanobiggan.checkpoint import find_checkpoint, load_generator
 from nanobiggan.lab import files, inception, protocol
 from nanobiggan.lab.classifier import KNOWN_SHA256, check_classifier, load_classifier
 from nanobiggan.lab.cli import pick_device
 from nanobiggan.lab.files import atomic_write
+from nanobiggan.lab.generators import find_checkpoint, load_generator
 from nanobiggan.sampling import STANDING_BATCH_SIZE
 from nanobiggan.truncation import check_threshold
 

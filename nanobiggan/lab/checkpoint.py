@@ -7,15 +7,15 @@ result; losing them to a kill mid-write or to pruning is losing the run. Hence:
   so a path always holds either the previous complete file or the new complete file;
 - loading uses torch.load(weights_only=True): a checkpoint cannot run code, and a file that is not
   ours fails with one clear line instead of a traceback from deep inside pickle;
-- the RNG states of torch, CUDA, numpy and `random` are saved, so a resumed run draws the same numbers.
+- a checkpoint is a dict of tensors and plain values (the trainer's state_dict: models, optimizers, the
+  config as primitives, every RNG state), so safe loading accepts it.
 
-A trainer state is a dict: {"format": FORMAT, "step", "config" (plain primitives), "rng", model and
-optimizer state_dicts...}. CheckpointManager writes step_XXXXXXXX.pt, last.pt and best.pt into one run
-directory and remembers the best metric in best.json.
+CheckpointManager writes step_XXXXXXXX.pt, last.pt and best.pt into one run directory and remembers the
+best metric in best.json. What a trainer state holds is nanobiggan/trainer.py's business; building a
+generator from a checkpoint is lab/generators.py's.
 """
 
 import json
-import random
 import re
 from pathlib import Path
 
@@ -73,27 +73,6 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise CheckpointError(f"{path} looks like a foreign checkpoint: expected format {FORMAT!r}, "
                               f"found {found}; load it with torch.load and convert its state_dicts")
     return state
-
-
-def rng_state() -> dict:
-    """Every RNG a training step draws from, as tensors/lists/ints that weights_only loading accepts."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
-            "python": list(random.getstate())}
-
-
-def set_rng_state(state: dict) -> None:
-    """Restore what rng_state() captured; CUDA states only for the devices present on this machine."""
-    torch.set_rng_state(state["torch"].cpu())
-    if torch.cuda.is_available():
-        for i, s in enumerate(state["cuda"][: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(s.cpu(), i)
-    name, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
 
 
 class CheckpointManager:
@@ -173,68 +152,3 @@ class CheckpointManager:
     def best(self) -> Path | None:
         path = self.directory / "best.pt"
         return path if path.is_file() else None
-
-
-# --------------------------------------------------------------------------- using a checkpoint
-
-# Trained generators shipped with the package (EMA weights only, written by `slim`), so a fresh clone can sample.
-SHIPPED_DIR = Path(__file__).parent / "checkpoints"
-SHIPPED_ORDER = ("cifar10", "fashion-mnist")  # the default when there is no run of your own
-
-
-def shipped(name: str) -> Path | None:
-    """The shipped generator checkpoint of a dataset ('cifar10', 'fashion-mnist'), or None."""
-    path = SHIPPED_DIR / f"{name}.pt"
-    return path if path.is_file() else None
-
-
-def find_checkpoint(arg: str | None) -> Path:
-    """A checkpoint file, a run directory (its last.pt), a shipped generator's name, or None: the newest
-    runs/*/last.pt, else the first shipped generator (with a note saying so)."""
-    if arg is None:
-        candidates = sorted(Path("runs").glob("*/last.pt"), key=lambda p: p.stat().st_mtime)
-        if candidates:
-            return candidates[-1]
-        for name in SHIPPED_ORDER:
-            if shipped(name):
-                print(f"note: no runs/*/last.pt here: sampling the shipped {name} generator ({shipped(name)})")
-                return shipped(name)
-        raise FileNotFoundError("no checkpoint found under runs/*/last.pt: train one first "
-                                "(python train.py --dataset cifar10 --preset cifar10-tiny) "
-                                "or pass --checkpoint PATH")
-    if arg in SHIPPED_ORDER and not Path(arg).exists() and shipped(arg):
-        return shipped(arg)
-    path = Path(arg)
-    if path.is_dir():
-        found = CheckpointManager(path).latest()
-        if found is None:
-            raise FileNotFoundError(f"{path} holds no checkpoint (last.pt or step_*.pt)")
-        return found
-    return path
-
-
-def load_generator(ckpt: Path, ema: bool = True, device="cpu"):
-    """(G in eval mode, config, class names) from a nanobiggan checkpoint."""
-    from nanobiggan import Generator
-    from nanobiggan.config import from_saved
-    from nanobiggan.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES
-    state = load_checkpoint(ckpt)
-    cfg = from_saved(state["config"])
-    G = Generator(cfg)
-    if not ema and "G" not in state:
-        raise CheckpointError(f"{ckpt} holds the EMA generator only (a shipped or slimmed checkpoint): "
-                              f"drop --no-ema, or use a checkpoint train.py wrote")
-    G.load_state_dict(state["G_ema"]["model"] if ema else state["G"])
-    known = {"cifar10": CIFAR10_CLASSES, "fashion-mnist": FASHION_MNIST_CLASSES}.get(cfg.dataset)
-    classes = list(known) if known else state.get("classes") or [str(i) for i in range(cfg.n_classes)]
-    return G.to(device, memory_format=torch.channels_last).eval(), cfg, classes  # NHWC: faster convs
-
-
-def slim(ckpt, out, made_by: str) -> Path:
-    """Write the EMA generator of a training checkpoint alone (no D, optimizers or RNG: ~1/4 of the size),
-    with `made_by` (command, steps, minutes, machine) stored beside it, atomically. Returns `out`."""
-    state = load_checkpoint(ckpt)
-    small = {"config": state["config"], "step": state["step"], "G_ema": state["G_ema"],
-             "classes": state.get("classes"), "made_by": made_by}
-    save_checkpoint(small, out)
-    return Path(out)
