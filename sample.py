@@ -108,7 +108,7 @@ def main(argv=None):
 def sample_pretrained(args, device) -> None:
     """The released BigGAN-deep: its own BN statistics per truncation (no standing stats: they would
     overwrite them) and the TF-Hub convention z = t * truncnorm(-2, 2) it was trained and published with."""
-    from nanobiggan import pretrained
+    from nanobiggan.lab import pretrained
     from nanobiggan.lab.images import save_grid
     from nanobiggan.sampling import class_sheet_inputs, generate
     from nanobiggan.truncation import tfhub_truncated_normal

@@ -112,7 +112,7 @@ def main(argv=None):
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     main_process = rank == 0
 
-    from nanobiggan.data import get_dataset
+    from nanobiggan.lab.datasets import batches_for, get_dataset
     try:
         dataset = get_dataset(cfg.dataset, cfg.data_dir or None, cfg.resolution, hflip=cfg.hflip)
     except (ValueError, FileNotFoundError) as e:
@@ -120,7 +120,7 @@ def main(argv=None):
     if dataset.num_classes != cfg.n_classes:  # an image folder decides the number of classes
         cfg = dataclasses.replace(cfg, n_classes=dataset.num_classes).validate()
 
-    from nanobiggan.trainer import Trainer, batches_for
+    from nanobiggan.trainer import Trainer
     try:
         trainer = Trainer(cfg, device, rank=rank, world=world, compile=args.compile, channels_last=args.channels_last)
         drawn = trainer.load_state_dict(state) if state is not None else 0

@@ -193,7 +193,7 @@ PRESETS: dict[str, Config] = {
     "cifar10-tiny": Config(name="cifar10-tiny", g_ch=16, d_ch=16, beta1=0.5, d_steps=2, ema_decay=0.999,
                            ema_start=200, steps=5000, sample_every=250, ckpt_every=250, log_every=10,
                            out_dir="runs/cifar10-tiny"),
-    # The CPU quick start (Fashion-MNIST padded to 32x32 RGB, nanobiggan/data.py), tuned by an equal-CPU-time
+    # The CPU quick start (Fashion-MNIST padded to 32x32 RGB, lab/datasets.py), tuned by an equal-CPU-time
     # sweep (bench_results/cpu-2026-12-01-sweep): G 64 wide, D 64 wide, batch 32, one D step at lr 4e-4 for both,
     # a N(0, 1) class embedding and a short EMA, so class rows are recognisable within ~15 minutes on 2 cores.
     "fashion-mnist": Config(name="fashion-mnist", dataset="fashion-mnist", g_ch=16, d_ch=32, batch_size=32,

@@ -34,40 +34,6 @@ from nanobiggan.ortho import ortho_
 from nanobiggan.spectral_norm import spectral_modules
 
 
-class Batches:
-    """Endless, resumable stream of real (x, y) batches. Epoch e is a permutation seeded by (seed, e), split
-    across ranks as DistributedSampler does, so batch number b is the same whether or not the run was
-    interrupted before it (`start` = batches already drawn). A DataLoader with `workers` processes reads
-    ahead; with workers=0 (the default for in-memory CIFAR-10) everything stays in this process."""
-
-    def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world: int = 1, start: int = 0,
-                 workers: int = 0, pin_memory: bool = False):
-        self.dataset, self.batch_size, self.seed, self.rank, self.world = dataset, batch_size, seed, rank, world
-        self.per_epoch = len(dataset) // (batch_size * world)
-        if self.per_epoch == 0:
-            raise ValueError(f"dataset has {len(dataset)} images, fewer than one batch of {batch_size * world}")
-        self.drawn = start
-        # The loader gets its own generator so making it never consumes the global RNG (bit-exact resume).
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=self._sampler(start), num_workers=workers,
-                                             pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
-        self._it = iter(loader)
-
-    def _sampler(self, b: int):
-        order = None
-        while True:
-            epoch, i = divmod(b, self.per_epoch)
-            if order is None or order[0] != epoch:
-                g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-                order = (epoch, torch.randperm(len(self.dataset), generator=g)[self.rank::self.world])
-            yield order[1][i * self.batch_size:(i + 1) * self.batch_size].tolist()
-            b += 1
-
-    def __next__(self):
-        x, y = next(self._it)
-        self.drawn += 1
-        return x, y
-
-
 class CrossReplicaBatchNorm(nn.BatchNorm2d):
     """Cross-replica BN on CPU (gloo), where torch's SyncBatchNorm cannot run (GPU-only kernels, and DDP refuses
     it on CPU): the batch mean and variance over every replica come from differentiable all-reduces of
@@ -217,7 +183,7 @@ class Trainer:
         return stats
 
     # ---- checkpoints
-    def state_dict(self, batches: Batches | None = None) -> dict:
+    def state_dict(self, batches=None) -> dict:
         return {"config": dataclasses.asdict(self.cfg), "step": self.step,
                 "batches_drawn": batches.drawn if batches is not None else 0,
                 "G": self.g.state_dict(), "D": self.d.state_dict(), "G_ema": self.ema.state_dict(),
@@ -225,7 +191,7 @@ class Trainer:
                 "scaler": self.scaler.state_dict(), "rng": rng_state()}
 
     def load_state_dict(self, state: dict) -> int:
-        """Restore everything; returns how many real batches had been drawn (to resume `Batches`)."""
+        """Restore everything; returns how many real batches had been drawn (to resume lab/datasets.py's Batches)."""
         self.g.load_state_dict(state["G"])
         self.d.load_state_dict(state["D"])
         self.ema.load_state_dict(state["G_ema"])
@@ -264,14 +230,3 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision != "auto":
         return precision
     return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-
-
-def batches_for(trainer: Trainer, dataset, start: int = 0, workers: int = 0) -> Batches:
-    """The real-data stream a trainer consumes: micro-batch size per device, this rank's shard."""
-    return Batches(dataset, trainer.micro, trainer.cfg.seed, trainer.rank, trainer.world, start,
-                   workers=workers, pin_memory=trainer.device.type == "cuda")
-
-
-def is_main_process() -> bool:
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-

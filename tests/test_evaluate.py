@@ -18,7 +18,8 @@ import train  # noqa: E402
 from nanobiggan.lab.checkpoint import CheckpointManager, load_checkpoint  # noqa: E402
 from nanobiggan.config import get_config  # noqa: E402
 from nanobiggan.lab import evaluate, inception, protocol  # noqa: E402
-from nanobiggan.trainer import Trainer, batches_for  # noqa: E402
+from nanobiggan.lab.datasets import batches_for  # noqa: E402
+from nanobiggan.trainer import Trainer  # noqa: E402
 
 DIM = 64  # the fake nets' feature size: a 2048-d FID costs ~6 s of eigh on one core, 64-d is instant
 QUICK = ["--n", "40", "--ref-n", "40", "--min-samples", "20", "--standing-batches", "2", "--device", "cpu"]

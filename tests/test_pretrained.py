@@ -2,7 +2,7 @@
 
 The reference (`pytorch-pretrained-biggan`, a test dependency) is built with random weights and random
 BN statistics (nothing is downloaded), saved in its own format, read back by its own `from_pretrained`,
-and loaded through `nanobiggan.pretrained.load`; outputs must agree to 1e-4 for the same z, class and
+and loaded through `nanobiggan.lab.pretrained.load`; outputs must agree to 1e-4 for the same z, class and
 truncation. All three layouts are checked at channel width 16 (every block, channel drop and the
 attention position as released, at a fraction of the cost); the released width at 128, and (marked slow)
 at 256 and 512.
@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nanobiggan import Generator, get_config
-from nanobiggan import pretrained as P
+from nanobiggan.lab import pretrained as P
 from nanobiggan.config import PAPER_PARAMS
 from nanobiggan.spectral_norm import SNConv2d
 from nanobiggan.truncation import tfhub_truncated_normal

@@ -15,15 +15,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from nanobiggan.attention import SelfAttention
 from nanobiggan.config import get_config
 from nanobiggan.lab.checkpoint import load_checkpoint, save_checkpoint
 from nanobiggan.ortho import ortho_grad, ortho_parameters
 from nanobiggan.spectral_norm import spectral_modules
-from nanobiggan.trainer import Batches, CrossReplicaBatchNorm, Trainer, batches_for, rng_state, set_rng_state
+from nanobiggan.lab.datasets import batches_for
+from nanobiggan.trainer import CrossReplicaBatchNorm, Trainer, rng_state, set_rng_state
 
 
 
@@ -57,32 +56,6 @@ def gated_by_gamma(model) -> set[str]:
 
 def sn_buffers(model) -> dict:
     return {f"{n}.{b}": getattr(m, b).clone() for n, m in spectral_modules(model).items() for b in ("u", "v", "sv")}
-
-
-# ---------------------------------------------------------------- the real-data stream
-
-@settings(max_examples=25)
-@given(n=st.integers(4, 40), bs=st.integers(1, 5), world=st.integers(1, 3), start=st.integers(0, 12),
-       seed=st.integers(0, 3))
-def test_batches_shard_and_resume(n, bs, world, start, seed):
-    ds = torch.utils.data.TensorDataset(torch.arange(n), torch.zeros(n, dtype=torch.long))
-    if n < bs * world:
-        with pytest.raises(ValueError, match="fewer than one batch"):
-            Batches(ds, bs, seed, world=world)
-        return
-    rng = torch.get_rng_state()
-    streams = [Batches(ds, bs, seed, rank=r, world=world) for r in range(world)]
-    per_epoch = n // (bs * world)
-    drawn = [[next(s)[0].tolist() for _ in range(start + 3)] for s in streams]
-    assert torch.equal(rng, torch.get_rng_state())  # the loader never touches the global RNG
-    assert all(len(b) == bs for rank in drawn for b in rank) and streams[0].drawn == start + 3
-    for epoch in range(len(drawn[0]) // per_epoch):  # within an epoch no index is seen twice, on any rank
-        seen = [i for rank in drawn for b in rank[epoch * per_epoch:(epoch + 1) * per_epoch] for i in b]
-        assert len(seen) == len(set(seen))
-    # A stream restarted after `start` batches continues exactly where the uninterrupted one went.
-    resumed = [Batches(ds, bs, seed, rank=r, world=world, start=start) for r in range(world)]
-    for r in range(world):
-        assert [next(resumed[r])[0].tolist() for _ in range(3)] == drawn[r][start:]
 
 
 # ---------------------------------------------------------------- what a step changes

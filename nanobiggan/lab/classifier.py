@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from einops import repeat
 from torch import nn
 
-from nanobiggan.data import get_dataset, to_signed_float
+from nanobiggan.lab.datasets import get_dataset, to_signed_float
 from nanobiggan.lab.files import atomic_write, file_sha256
 from nanobiggan.lab.cli import pick_device
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from nanobiggan.config import from_saved
-from nanobiggan.data import CIFAR10_CLASSES, FASHION_MNIST_CLASSES
 from nanobiggan.generator import Generator
 from nanobiggan.lab.checkpoint import CheckpointError, CheckpointManager, load_checkpoint, save_checkpoint
+from nanobiggan.lab.dataset_files import CIFAR10_CLASSES, FASHION_MNIST_CLASSES
 
 # Trained generators shipped with the package (EMA weights only, written by `slim`), so a fresh clone can sample.
 SHIPPED_DIR = Path(__file__).parents[1] / "checkpoints"  # nanobiggan/checkpoints/{dataset}.pt

@@ -41,8 +41,8 @@ from tqdm import tqdm
 
 from nanobiggan import metrics
 from nanobiggan.lab import files, inception
-from nanobiggan.data import get_dataset
 from nanobiggan.lab.classifier import Classifier, accuracy_report
+from nanobiggan.lab.datasets import get_dataset
 from nanobiggan.lab.files import atomic_write
 from nanobiggan.lab.images import to_uint8
 from nanobiggan.sampling import STANDING_BATCH_SIZE, generate, prepare_for_sampling

@@ -184,7 +184,7 @@ def set_truncation(G: Generator, truncation: float, stats: dict | None = None) -
     stats = getattr(G, "truncation_stats", None) if stats is None else stats
     if stats is None:
         raise ValueError("this Generator holds no truncation statistics: build it with "
-                         "nanobiggan.pretrained.load(...) or convert(...), or pass stats={name: (means, vars)}")
+                         "nanobiggan.lab.pretrained.load(...) or convert(...), or pass stats={name: (means, vars)}")
     for name, (means, var) in stats.items():
         bn = G.get_submodule(name)
         bn.running_mean.copy_(interpolate_stats(means, truncation))
@@ -196,7 +196,7 @@ def set_truncation(G: Generator, truncation: float, stats: dict | None = None) -
 @lru_cache(maxsize=None)
 def _classes() -> tuple[tuple[str, str, tuple[str, ...]], ...]:
     """((wnid, short name, synonyms), ...) in ILSVRC-2012 index order, from imagenet_classes.txt."""
-    text = resources.files("nanobiggan").joinpath("imagenet_classes.txt").read_text(encoding="utf-8")
+    text = resources.files("nanobiggan.lab").joinpath("imagenet_classes.txt").read_text(encoding="utf-8")
     rows = [line.split("\t") for line in text.splitlines() if line and not line.startswith("#")]
     return tuple((wnid, name, tuple(s.strip() for s in syn.split(","))) for wnid, name, syn in rows)
 
@@ -237,7 +237,7 @@ def imagenet_class(name_or_id) -> int:
     owners = lambda c: "/".join(str(i) for i in sorted({i for i, t in terms if t == c}))
     hint = ", ".join(f"{c} ({owners(c)})" for c in close) or "none"
     raise ValueError(f"unknown ImageNet class {name_or_id!r} (close matches: {hint}); use an id 0..999 or a name "
-                     f"listed in nanobiggan/imagenet_classes.txt")
+                     f"listed in nanobiggan/lab/imagenet_classes.txt")
 
 
 # ----------------------------------------------------------------------------- files and downloads

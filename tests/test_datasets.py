@@ -1,3 +1,6 @@
+"""nanobiggan/lab/datasets.py and lab/dataset_files.py: CIFAR-10, Fashion-MNIST and image folders from their files
+(fake and, where ../shared/data has them, real) to the items the trainer reads; downloads; every error names the file;
+the resumable stream of real batches."""
 import gzip
 import hashlib
 import os
@@ -13,9 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from nanobiggan import data
-from nanobiggan.data import (CIFAR10_CLASSES, FASHION_MNIST_MD5, FASHION_MNIST_URL, DataError, ImageFolder,
-                             center_crop_resize, get_dataset, load_cifar10, load_fashion_mnist)
+from nanobiggan.lab import dataset_files
+from nanobiggan.lab.dataset_files import (CIFAR10_CLASSES, FASHION_MNIST_MD5, FASHION_MNIST_URL, DataError,
+                                          load_cifar10, load_fashion_mnist)
+from nanobiggan.lab.datasets import Batches, ImageFolder, center_crop_resize, get_dataset
 
 TRAIN_SIZES = [4, 4, 4, 4, 4]  # 20 fake training images over the five batches
 
@@ -94,7 +98,7 @@ def test_missing_cifar_message(tmp_path):
     with pytest.raises(FileNotFoundError) as e:
         load_cifar10(tmp_path / "nowhere", download=False)
     msg = str(e.value)
-    for needle in (str(tmp_path / "nowhere" / "cifar-10-batches-py"), "prepare_cifar10.py", data.CIFAR10_URL,
+    for needle in (str(tmp_path / "nowhere" / "cifar-10-batches-py"), "prepare_cifar10.py", dataset_files.CIFAR10_URL,
                    "--data-dir", "NANOBIGGAN_DATA"):
         assert needle in msg
 
@@ -108,8 +112,8 @@ def make_archive(path, members):
 
 def point_download_at(monkeypatch, archive, md5=None):
     """Make the downloader fetch a local archive through urllib (file:// URL): no network in tests."""
-    monkeypatch.setattr(data, "CIFAR10_URL", Path(archive).resolve().as_uri())
-    monkeypatch.setattr(data, "CIFAR10_MD5", md5 or hashlib.md5(Path(archive).read_bytes()).hexdigest())
+    monkeypatch.setattr(dataset_files, "CIFAR10_URL", Path(archive).resolve().as_uri())
+    monkeypatch.setattr(dataset_files, "CIFAR10_MD5", md5 or hashlib.md5(Path(archive).read_bytes()).hexdigest())
 
 
 def test_download_verifies_and_extracts(cifar_dir, tmp_path, monkeypatch):
@@ -129,7 +133,7 @@ def test_download_with_bad_checksum_or_no_network(cifar_dir, tmp_path, monkeypat
         load_cifar10(tmp_path / "fresh")
     assert not list((tmp_path / "fresh").iterdir())  # no partial archive left behind
     point_download_at(monkeypatch, archive)
-    monkeypatch.setattr(data, "CIFAR10_URL", (tmp_path / "missing.tar.gz").as_uri())
+    monkeypatch.setattr(dataset_files, "CIFAR10_URL", (tmp_path / "missing.tar.gz").as_uri())
     with pytest.raises(FileNotFoundError, match="download failed.*prepare_cifar10.py"):
         load_cifar10(tmp_path / "fresh")
 
@@ -208,7 +212,7 @@ def fashion_dir(tmp_path):
 
 
 def expected_item(pixels):
-    """Reference conversion, written independently of data.py: scale, pad with -1, repeat the gray channel."""
+    """Reference conversion, written independently of lab/datasets.py: scale, pad with -1, repeat the gray channel."""
     x = np.full((32, 32), -1.0, np.float32)
     x[2:30, 2:30] = pixels.astype(np.float32) / 127.5 - 1
     return torch.from_numpy(np.stack([x] * 3))
@@ -303,15 +307,15 @@ def test_missing_fashion_message(tmp_path):
 
 def point_fashion_download_at(monkeypatch, folder, md5s=None):
     """The downloader fetches FASHION_MNIST_URL + name; point it at a local folder (file:// URL)."""
-    monkeypatch.setattr(data, "FASHION_MNIST_URL", folder.resolve().as_uri() + "/")
-    monkeypatch.setattr(data, "FASHION_MNIST_MD5", md5s or {
+    monkeypatch.setattr(dataset_files, "FASHION_MNIST_URL", folder.resolve().as_uri() + "/")
+    monkeypatch.setattr(dataset_files, "FASHION_MNIST_MD5", md5s or {
         p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.glob("*.gz")})
 
 
 def test_fashion_download_verifies_md5(fashion_dir, tmp_path, monkeypatch):
     root, (x, _), _ = fashion_dir
     mirror = root / "fashion-mnist"
-    point_fashion_download_at(monkeypatch, mirror, {n: "0" * 32 for n in data.FASHION_MNIST_MD5})
+    point_fashion_download_at(monkeypatch, mirror, {n: "0" * 32 for n in dataset_files.FASHION_MNIST_MD5})
     with pytest.raises(FileNotFoundError, match="download failed: checksum mismatch.*mkdir -p"):
         load_fashion_mnist(tmp_path / "fresh")
     assert not [p for p in (tmp_path / "fresh").rglob("*") if p.is_file()]  # no .part left behind
@@ -320,7 +324,7 @@ def test_fashion_download_verifies_md5(fashion_dir, tmp_path, monkeypatch):
     assert torch.equal(images, torch.from_numpy(x))
     assert sorted(p.name for p in (tmp_path / "fresh" / "fashion-mnist").iterdir()) == [
         "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]  # the split asked for, nothing else
-    monkeypatch.setattr(data, "FASHION_MNIST_URL", (tmp_path / "offline").as_uri() + "/")
+    monkeypatch.setattr(dataset_files, "FASHION_MNIST_URL", (tmp_path / "offline").as_uri() + "/")
     with pytest.raises(FileNotFoundError, match="download failed"):
         load_fashion_mnist(tmp_path / "fresh", train=False)
 
@@ -349,7 +353,7 @@ def test_md5_constants_match_the_shared_files(name):
 
 
 def read_idx_reference(path):
-    """The files' pixels, read with nothing from data.py: skip the 16-byte header of idx3, the 8 of idx1."""
+    """The files' pixels, read with nothing from lab/dataset_files.py: skip the 16-byte header of idx3, the 8 of idx1."""
     raw = bytearray(gzip.open(path).read())  # writable, so torch.from_numpy does not warn
     return np.frombuffer(raw, np.uint8, offset=16 if "idx3" in path.name else 8)
 
@@ -477,3 +481,29 @@ def test_image_folder_errors(tmp_path):
     for bad in (0, -3, 8.0, None):
         with pytest.raises(ValueError, match="resolution"):
             ImageFolder(tmp_path, resolution=bad)
+
+
+# --------------------------------------------------------------------------- the real-data stream (Batches)
+
+@settings(max_examples=25)
+@given(n=st.integers(4, 40), bs=st.integers(1, 5), world=st.integers(1, 3), start=st.integers(0, 12),
+       seed=st.integers(0, 3))
+def test_batches_shard_and_resume(n, bs, world, start, seed):
+    ds = torch.utils.data.TensorDataset(torch.arange(n), torch.zeros(n, dtype=torch.long))
+    if n < bs * world:
+        with pytest.raises(ValueError, match="fewer than one batch"):
+            Batches(ds, bs, seed, world=world)
+        return
+    rng = torch.get_rng_state()
+    streams = [Batches(ds, bs, seed, rank=r, world=world) for r in range(world)]
+    per_epoch = n // (bs * world)
+    drawn = [[next(s)[0].tolist() for _ in range(start + 3)] for s in streams]
+    assert torch.equal(rng, torch.get_rng_state())  # the loader never touches the global RNG
+    assert all(len(b) == bs for rank in drawn for b in rank) and streams[0].drawn == start + 3
+    for epoch in range(len(drawn[0]) // per_epoch):  # within an epoch no index is seen twice, on any rank
+        seen = [i for rank in drawn for b in rank[epoch * per_epoch:(epoch + 1) * per_epoch] for i in b]
+        assert len(seen) == len(set(seen))
+    # A stream restarted after `start` batches continues exactly where the uninterrupted one went.
+    resumed = [Batches(ds, bs, seed, rank=r, world=world, start=start) for r in range(world)]
+    for r in range(world):
+        assert [next(resumed[r])[0].tolist() for _ in range(3)] == drawn[r][start:]
