@@ -89,7 +89,7 @@ def build_config(args, overrides):
 def main(argv=None):
     args, overrides = parse_args(argv)
     if args.plots:
-        from nanobiggan.monitor import plot_run
+        from nanobiggan.lab.monitor import plot_run
         try:
             paths = plot_run(Path(args.plots) / "log.jsonl", Path(args.plots) / "plots")
         except (ValueError, FileNotFoundError) as e:
@@ -143,7 +143,8 @@ def run(trainer, batches, classes, main_process: bool, collapse_state: dict | No
     from tqdm import tqdm
 
     from nanobiggan.lab.checkpoint import CheckpointManager
-    from nanobiggan.monitor import CollapseDetector, RunLog, sigma0
+    from nanobiggan.collapse import CollapseDetector, sigma0
+    from nanobiggan.lab.monitor import RunLog
     cfg, out = trainer.cfg, Path(trainer.cfg.out_dir)
     manager = CheckpointManager(out, keep_last=cfg.keep_last) if main_process else None
     log = RunLog(out / "log.jsonl") if main_process else None
@@ -196,7 +197,7 @@ def run(trainer, batches, classes, main_process: bool, collapse_state: dict | No
             last_saved = step
     bar.close()
     if main_process:
-        from nanobiggan.monitor import plot_run
+        from nanobiggan.lab.monitor import plot_run
         plot_run(out / "log.jsonl", out / "plots")
         print(f"done: {trainer.step} steps; checkpoints, samples and plots in {out}")
 

@@ -1,79 +1,21 @@
-"""Watching a run: a JSONL log, σ0 of every layer, collapse detection and plots (BigGAN §4, Fig. 3).
+"""Collapse, BigGAN §4: what to watch (σ0 of every layer, D's loss) and a detector for its two first signs.
 
 BigGAN §4 finds that large-scale training eventually collapses, and that it shows up in two places first:
 σ0 (the top singular value) of a few G layers explodes, and D's loss jumps. A slow decline of D's loss
 toward 0 is normal (§4.2: D memorises the training set), and App. G finds no σ0 threshold that predicts
-collapse; what marks one is an abrupt change. Logging σ0 of every layer next to the losses, and raising a
-flag when either moves abruptly, lets a run say "this is where it went wrong" and keep the checkpoint
-from before it.
-
-    python -m nanobiggan.monitor runs/cifar10-tiny     # RUN_DIR/log.jsonl -> RUN_DIR/plots/*.png
+collapse; what marks one is an abrupt change. Logging σ0 of every layer next to the losses (train.py does,
+lab/bookkeeping.py) and raising a flag when either moves abruptly lets a run say "this is where it went wrong"
+and keep the checkpoint from before it.
 
 Tutorial: tutorials/06_training_cifar10.md
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import statistics
-import sys
 from collections import deque
-from pathlib import Path
 
 from nanobiggan.spectral_norm import spectral_modules
-
-
-def _plain(x):
-    """json.dumps fallback: 0-d tensors / numpy scalars become Python numbers."""
-    if hasattr(x, "item"):
-        return x.item()
-    raise TypeError(f"RunLog can only write numbers, strings, lists and dicts; got {type(x).__name__}: {x!r}")
-
-
-class RunLog:
-    """Append-only JSON-lines log: one dict per line, flushed (file closed) after every write.
-
-    A run killed mid-write leaves a truncated last line; opening the log again cuts it off, so the next
-    record starts on a fresh line, and `RunLog.read` skips it.
-    """
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
-            data = self.path.read_bytes()
-            if data and not data.endswith(b"\n"):  # partial record from a killed run: drop it
-                with open(self.path, "r+b") as f:
-                    f.truncate(data.rfind(b"\n") + 1)
-
-    def write(self, record: dict) -> None:
-        if not isinstance(record, dict):
-            raise TypeError(f"RunLog.write takes a dict such as {{'step': 10, 'd_loss': 1.2}}; got {type(record).__name__}")
-        line = json.dumps(record, default=_plain)  # NaN/inf are kept (as NaN/Infinity): a NaN loss is news
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
-
-    log = write  # alias
-
-    @staticmethod
-    def read(path) -> list[dict]:
-        """All records of the log at `path`; a truncated (unparsable) LAST line is skipped."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no run log at {path}: train.py writes RUN_DIR/log.jsonl once it has logged a step")
-        lines = path.read_text(encoding="utf-8").splitlines()
-        records = []
-        for i, line in enumerate(lines):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                if i == len(lines) - 1:
-                    break  # killed mid-write
-                raise ValueError(f"{path}, line {i + 1} is not valid JSON (corrupted log?): {line[:80]!r}") from None
-        return records
 
 
 def sigma0(model) -> dict[str, float]:
@@ -178,73 +120,3 @@ class CollapseDetector:
         self.__init__(state["window"], state["sigma_factor"], state["loss_factor"], state["persist"])
         self.history = {k: deque(v, maxlen=self.window) for k, v in state["history"].items()}
         self.streak, self.above, self.warnings = state["streak"], set(state["above"]), list(state["warnings"])
-
-
-def _series(records, key):
-    pts = [(r["step"], r[key]) for r in records if "step" in r and isinstance(r.get(key), (int, float))]
-    return [p[0] for p in pts], [p[1] for p in pts]
-
-
-def _figure(plt, records, keys, title, ylabel, path, logy=False):
-    """One axes, one line per key vs step; dashed red lines at logged warnings. Returns path."""
-    fig, ax = plt.subplots(figsize=(9, 5))
-    cmap = plt.get_cmap("viridis")
-    for i, key in enumerate(keys):
-        color = cmap(i / max(1, len(keys) - 1)) if len(keys) > 10 else None  # many layers: shade by depth
-        ax.plot(*_series(records, key), label=key.split("/", 1)[-1], lw=1, color=color)
-    for r in records:
-        if r.get("warnings") and "step" in r:
-            ax.axvline(r["step"], color="red", ls="--", lw=0.8)
-    if logy:
-        ax.set_yscale("log")
-    ax.set(xlabel="step", ylabel=ylabel, title=title)
-    ax.grid(alpha=0.3)
-    if len(keys) <= 40:
-        ax.legend(fontsize=6, ncol=1 + len(keys) // 20, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def plot_run(log_path, out_dir) -> list[Path]:
-    """Draw a run's log: losses.png, sigma0_G.png / sigma0_D.png (σ0 of every layer, log scale, like
-    BigGAN Fig. 3), fid.png — each when the log has the data. Records with a non-empty "warnings" entry
-    get a dashed red line. Returns the written paths."""
-    import matplotlib
-    matplotlib.use("Agg")  # files only: works without a display
-    import matplotlib.pyplot as plt
-
-    records = RunLog.read(log_path)
-    if not any("step" in r for r in records):
-        raise ValueError(f"{log_path} has no records with a 'step': nothing to plot yet (run longer than log_every)")
-    keys = sorted({k for r in records for k in r})
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plots = [("losses", [k for k in keys if k.endswith("_loss")], "losses", "loss", False)]
-    for net in "GD":
-        plots.append((f"sigma0_{net}", [k for k in keys if k.startswith(f"sigma0/{net}.")],
-                      f"σ0 of every {net} layer (BigGAN §4, Fig. 3)", "σ0", True))
-    plots.append(("fid", ["fid"] if "fid" in keys else [], "FID", "FID", False))
-    written = [_figure(plt, records, ks, title, ylabel, out_dir / f"{name}.png", logy)
-               for name, ks, title, ylabel, logy in plots if ks]
-    if not written:
-        raise ValueError(f"{log_path} has no *_loss, sigma0/G.*, sigma0/D.* or fid values to plot")
-    return written
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nanobiggan.monitor", description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", help="a run directory holding log.jsonl; plots go to RUN_DIR/plots/")
-    args = parser.parse_args(argv)
-    try:
-        paths = plot_run(Path(args.run_dir) / "log.jsonl", Path(args.run_dir) / "plots")
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    for p in paths:
-        print(p)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
