@@ -128,8 +128,8 @@ def main(argv=None):
     except ValueError as e:  # batch_size not divisible by world x grad_accum, fewer images than one batch
         sys.exit(f"error: {e}")
     if main_process:
-        n_g = sum(p.numel() for p in trainer.g.parameters())
-        n_d = sum(p.numel() for p in trainer.d.parameters())
+        n_g = sum(p.numel() for p in trainer.G.parameters())
+        n_d = sum(p.numel() for p in trainer.D.parameters())
         print(f"{cfg.name}: G {n_g / 1e6:.2f}M, D {n_d / 1e6:.2f}M params; {len(dataset)} images, "
               f"{dataset.num_classes} classes; device {device}, world {world}, precision {trainer.precision}"
               + (f"; resumed from {ckpt} at step {trainer.step}" if ckpt else ""))
@@ -168,8 +168,8 @@ def run(trainer, batches, classes, main_process: bool, collapse_state: dict | No
             dt = time.perf_counter() - t0
             record = {"step": step, **stats, "img_per_s": (step - n0) * images_per_step / max(dt, 1e-9),
                       "g_lr": trainer.opt_g.param_groups[0]["lr"], "d_lr": trainer.opt_d.param_groups[0]["lr"]}
-            sig = {f"G.{k}": v for k, v in sigma0(trainer.g).items()}
-            sig.update({f"D.{k}": v for k, v in sigma0(trainer.d).items()})
+            sig = {f"G.{k}": v for k, v in sigma0(trainer.G).items()}
+            sig.update({f"D.{k}": v for k, v in sigma0(trainer.D).items()})
             record.update({f"sigma0/{k}": v for k, v in sig.items()})
             for warning in detector.update(step, stats, sig):
                 record.setdefault("warnings", []).append(warning)

@@ -102,9 +102,9 @@ DDP_HELPER = """
     train.run = lambda trainer, *a, **k: (seen.setdefault("t", trainer), run(trainer, *a, **k))
     train.main(sys.argv[1:])
     t = seen["t"]
-    bns = [m for m in t.g.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    torch.save({"G": t.g.state_dict(), "bn": sorted({type(m).__name__ for m in bns}),
-                "ddp": type(t.G).__name__, "world": t.world, "rng": torch.get_rng_state()},
+    bns = [m for m in t.G.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    torch.save({"G": t.G.state_dict(), "bn": sorted({type(m).__name__ for m in bns}),
+                "ddp": type(t.G_fwd).__name__, "world": t.world, "rng": torch.get_rng_state()},
                os.path.join(os.environ["DUMP_DIR"], "rank%s.pt" % os.environ["RANK"]))
 """
 
@@ -123,7 +123,7 @@ def test_ddp_two_processes_gloo(cifar, tmp_path):
     assert proc.stdout.count("done: 2 steps") == 1 and "world 2" in proc.stdout  # only rank 0 prints
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     assert [r["world"] for r in ranks] == [2, 2] and {r["ddp"] for r in ranks} == {"DistributedDataParallel"}
-    # torch's SyncBatchNorm is GPU-only (kernels; DDP refuses it on CPU): on CPU, trainer.CrossReplicaBatchNorm
+    # torch's SyncBatchNorm is GPU-only (kernels; DDP refuses it on CPU): on CPU, distributed.CrossReplicaBatchNorm
     assert [r["bn"] for r in ranks] == [["CrossReplicaBatchNorm"]] * 2
     assert not torch.equal(ranks[0]["rng"], ranks[1]["rng"])  # each rank draws its own noise
     assert_same(ranks[0]["G"], ranks[1]["G"], "G")  # weights and BN running stats agree across ranks

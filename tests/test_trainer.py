@@ -8,13 +8,11 @@ normalise with batch statistics and update their running averages, as in the pap
 trained weights, and sampling replaces them with standing statistics anyway (App. C.1).
 """
 import copy
-import os
 import random
 
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 
 from nanobiggan.attention import SelfAttention
 from nanobiggan.config import get_config
@@ -22,7 +20,7 @@ from nanobiggan.lab.checkpoint import load_checkpoint, save_checkpoint
 from nanobiggan.ortho import ortho_grad, ortho_parameters
 from nanobiggan.spectral_norm import spectral_modules
 from nanobiggan.lab.datasets import batches_for
-from nanobiggan.trainer import CrossReplicaBatchNorm, Trainer, rng_state, set_rng_state
+from nanobiggan.trainer import Trainer, rng_state, set_rng_state
 
 
 
@@ -62,40 +60,40 @@ def sn_buffers(model) -> dict:
 
 def test_train_step_changes_every_G_and_D_parameter(data):
     tr = Trainer(tiny())
-    g0, d0 = clones(tr.g.named_parameters()), clones(tr.d.named_parameters())
+    g0, d0 = clones(tr.G.named_parameters()), clones(tr.D.named_parameters())
     stats = tr.train_step(batches_for(tr, data))
     assert set(stats) == {"d_loss", "d_real", "d_fake", "g_loss"}
     assert all(torch.isfinite(torch.tensor(v)) for v in stats.values()) and tr.step == 1
-    assert changed(g0, tr.g.named_parameters()) == set(g0)  # (ortho moves G's attention convs on step 1)
-    assert gated_by_gamma(tr.d) and changed(d0, tr.d.named_parameters()) == set(d0) - gated_by_gamma(tr.d)
+    assert changed(g0, tr.G.named_parameters()) == set(g0)  # (ortho moves G's attention convs on step 1)
+    assert gated_by_gamma(tr.D) and changed(d0, tr.D.named_parameters()) == set(d0) - gated_by_gamma(tr.D)
 
 
 def test_d_step_does_not_change_G(data):
     tr = Trainer(tiny())
-    g0, d0, g_sn, d_sn = (clones(tr.g.named_parameters()), clones(tr.d.named_parameters()),
-                          sn_buffers(tr.g), sn_buffers(tr.d))
-    bn0 = {k: v for k, v in clones(tr.g.named_buffers()).items() if "running" in k}
+    g0, d0, g_sn, d_sn = (clones(tr.G.named_parameters()), clones(tr.D.named_parameters()),
+                          sn_buffers(tr.G), sn_buffers(tr.D))
+    bn0 = {k: v for k, v in clones(tr.G.named_buffers()).items() if "running" in k}
     tr.d_step(batches_for(tr, data))
-    assert not changed(g0, tr.g.named_parameters())
-    assert all(torch.equal(v, sn_buffers(tr.g)[k]) for k, v in g_sn.items())  # SN did not iterate on G
-    assert all(p.grad is None for p in tr.g.parameters())
+    assert not changed(g0, tr.G.named_parameters())
+    assert all(torch.equal(v, sn_buffers(tr.G)[k]) for k, v in g_sn.items())  # SN did not iterate on G
+    assert all(p.grad is None for p in tr.G.parameters())
     # allowed: G's BN running statistics move (train-mode forward), see the module docstring
-    assert changed(bn0, ((k, v) for k, v in tr.g.named_buffers() if k in bn0)) == set(bn0)
-    assert changed(d0, tr.d.named_parameters()) == set(d0) - gated_by_gamma(tr.d)
-    assert any(not torch.equal(v, sn_buffers(tr.d)[k]) for k, v in d_sn.items())  # D's SN did iterate
+    assert changed(bn0, ((k, v) for k, v in tr.G.named_buffers() if k in bn0)) == set(bn0)
+    assert changed(d0, tr.D.named_parameters()) == set(d0) - gated_by_gamma(tr.D)
+    assert any(not torch.equal(v, sn_buffers(tr.D)[k]) for k, v in d_sn.items())  # D's SN did iterate
 
 
 def test_g_step_does_not_change_D(data):
     tr = Trainer(tiny())
     tr.d_step(batches_for(tr, data))
     tr.opt_d.zero_grad(set_to_none=True)
-    g0, d0, d_buf = clones(tr.g.named_parameters()), clones(tr.d.named_parameters()), clones(tr.d.named_buffers())
+    g0, d0, d_buf = clones(tr.G.named_parameters()), clones(tr.D.named_parameters()), clones(tr.D.named_buffers())
     tr.g_step()
-    assert changed(g0, tr.g.named_parameters()) == set(g0)
-    assert not changed(d0, tr.d.named_parameters())
-    assert not changed(d_buf, tr.d.named_buffers())  # D's SN u, v, sv: no power iteration for a frozen D
-    assert all(p.grad is None for p in tr.d.parameters())
-    assert all(p.requires_grad for p in tr.d.parameters())  # D unfrozen again for the next D step
+    assert changed(g0, tr.G.named_parameters()) == set(g0)
+    assert not changed(d0, tr.D.named_parameters())
+    assert not changed(d_buf, tr.D.named_buffers())  # D's SN u, v, sv: no power iteration for a frozen D
+    assert all(p.grad is None for p in tr.D.parameters())
+    assert all(p.requires_grad for p in tr.D.parameters())  # D unfrozen again for the next D step
 
 
 # ---------------------------------------------------------------- ortho, EMA, accumulation
@@ -106,11 +104,11 @@ def test_ortho_adds_beta_times_its_gradient_once(data):
     beta, grads, after = 1e-2, {}, {}
     for b in (0.0, beta):
         tr = Trainer(tiny(ortho_beta=b))  # same seed: same weights, and the same z for the G step
-        before = clones(tr.g.named_parameters())
+        before = clones(tr.G.named_parameters())
         tr.g_step()
-        grads[b] = {k: p.grad.clone() for k, p in tr.g.named_parameters()}
-        after[b] = clones(tr.g.named_parameters())
-    reg = {k for k, _ in ortho_parameters(tr.g)}
+        grads[b] = {k: p.grad.clone() for k, p in tr.G.named_parameters()}
+        after[b] = clones(tr.G.named_parameters())
+    reg = {k for k, _ in ortho_parameters(tr.G)}
     assert reg and "shared.weight" not in reg
     for k, w in before.items():
         expected = beta * ortho_grad(w) if k in reg else torch.zeros_like(w)
@@ -122,15 +120,15 @@ def test_ortho_adds_beta_times_its_gradient_once(data):
 @pytest.mark.parametrize("start", [0, 5])
 def test_ema_after_one_step(data, start):
     tr = Trainer(tiny(ema_decay=0.5, ema_start=start))
-    p0 = clones(tr.g.named_parameters())
+    p0 = clones(tr.G.named_parameters())
     tr.train_step(batches_for(tr, data))
     ema = dict(tr.ema.model.named_parameters())
-    for k, p1 in tr.g.named_parameters():
+    for k, p1 in tr.G.named_parameters():
         # step 1 >= start = 0: p_ema = 0.5 p0 + 0.5 p1; before `start`, the EMA is a copy of G
         expected = 0.5 * p0[k] + 0.5 * p1 if start == 0 else p1
         torch.testing.assert_close(ema[k], expected.detach(), rtol=1e-6, atol=1e-7)
     ema_buf = dict(tr.ema.model.named_buffers())
-    assert all(torch.equal(ema_buf[k], v) for k, v in tr.g.named_buffers())  # BN/SN state copied, not averaged
+    assert all(torch.equal(ema_buf[k], v) for k, v in tr.G.named_buffers())  # BN/SN state copied, not averaged
 
 
 class FixedInputs:
@@ -162,11 +160,11 @@ def test_grad_accum_matches_one_big_batch(data):
         fixed = FixedInputs(tr.cfg.z_dim, 8)
         tr._zy, tr.G_fwd = fixed.zy, fixed.G
         d_stats = tr.d_step(batches_for(tr, data))
-        d_grad = {k: p.grad.clone() for k, p in tr.d.named_parameters()}
+        d_grad = {k: p.grad.clone() for k, p in tr.D.named_parameters()}
         fixed.pos, tr.G_fwd = 0, tr.G
-        tr.g.eval()
+        tr.G.eval()
         g_stats = tr.g_step()
-        grads[accum] = d_stats, d_grad, g_stats, {k: p.grad.clone() for k, p in tr.g.named_parameters()}
+        grads[accum] = d_stats, d_grad, g_stats, {k: p.grad.clone() for k, p in tr.G.named_parameters()}
     (d1, dg1, g1, gg1), (d2, dg2, g2, gg2) = grads[1], grads[2]
     assert d1 == pytest.approx(d2, rel=1e-5) and g1 == pytest.approx(g2, rel=1e-5)
     for one, two in ((dg1, dg2), (gg1, gg2)):  # float sums in another order: tolerance relative to each tensor
@@ -209,12 +207,12 @@ def test_rng_state_survives_file_and_restores_every_generator(tmp_path):
 def test_low_precision_step_on_cpu(data, precision):
     tr = Trainer(tiny(precision=precision))
     assert tr.precision == precision and tr.scaler.is_enabled() == (precision == "fp16")
-    g0 = clones(tr.g.named_parameters())
+    g0 = clones(tr.G.named_parameters())
     stats = tr.train_step(batches_for(tr, data))
     assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
-    assert all(torch.isfinite(p).all() for p in tr.g.parameters())
+    assert all(torch.isfinite(p).all() for p in tr.G.parameters())
     if precision == "bf16":  # fp16: the GradScaler may skip the first steps (scale 2^16 overflows), by design
-        assert changed(g0, tr.g.named_parameters())
+        assert changed(g0, tr.G.named_parameters())
 
 
 class Recorder:
@@ -233,8 +231,8 @@ def test_r1_adds_gamma_half_the_gradient_norm(data):
     gamma, out = 2.0, {}
     for g in (0.0, gamma):
         tr = Trainer(tiny(r1_gamma=g))
-        d_before, stream = copy.deepcopy(tr.d), Recorder(batches_for(tr, data))
-        out[g] = tr.d_step(stream), {k: p.grad.clone() for k, p in tr.d.named_parameters()}
+        d_before, stream = copy.deepcopy(tr.D), Recorder(batches_for(tr, data))
+        out[g] = tr.d_step(stream), {k: p.grad.clone() for k, p in tr.D.named_parameters()}
     x, y = (t.clone() for t in stream.seen[0])
     x.requires_grad_(True)
     (grad,) = torch.autograd.grad(d_before(x, y).sum(), x)  # train mode: SN iterates once, as in d_step
@@ -262,10 +260,10 @@ def test_sigma_clamp_eq4(data):
     weights = {}
     for clamp in (0.0, 0.5):
         tr = Trainer(tiny(sigma_clamp=clamp))
-        plant_spectrum(tr.g)
+        plant_spectrum(tr.G)
         tr.train_step(batches_for(tr, data))
         weights[clamp] = {n: (m.weight.detach().clone(), m.u[0].clone(), m.v[0].clone())
-                          for n, m in spectral_modules(tr.g).items()}
+                          for n, m in spectral_modules(tr.G).items()}
     assert len(weights[0.5]) > 10
     for name, (W, u0, v0) in weights[0.0].items():
         W, Wc = W.flatten(1), weights[0.5][name][0].flatten(1)
@@ -273,40 +271,3 @@ def test_sigma_clamp_eq4(data):
         torch.testing.assert_close(Wc, W - excess * torch.outer(u0, v0), rtol=1e-5, atol=1e-6)
         assert torch.linalg.svdvals(W)[0] > 1.5  # unclamped: the planted σ0 = 2 (moved a little by one step)
         assert torch.linalg.svdvals(Wc)[0] <= 0.5 + 2e-2, name
-
-
-# ---------------------------------------------------------------- cross-replica BN on CPU (gloo), 2 processes
-
-def _bn_worker(rank, world, init_file, x, w, out_dir):
-    import torch.distributed as dist
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        bn = CrossReplicaBatchNorm(x.shape[1], momentum=0.3)
-        xs = x.chunk(world)[rank].clone().requires_grad_(True)
-        out = bn(xs)
-        (out * w.chunk(world)[rank]).sum().backward()
-        torch.save({"out": out.detach(), "x_grad": xs.grad, "w_grad": bn.weight.grad, "b_grad": bn.bias.grad,
-                    "mean": bn.running_mean, "var": bn.running_var}, os.path.join(out_dir, f"{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
-
-
-def test_cross_replica_batchnorm_equals_batchnorm_on_the_whole_batch(tmp_path):
-    """2 gloo processes, each with half the batch, give the outputs, input gradients, summed weight gradients
-    and running statistics of one plain BatchNorm2d on the whole batch."""
-    g = torch.Generator().manual_seed(0)
-    x, w = torch.randn(6, 3, 4, 4, generator=g) * 2 + 1, torch.randn(6, 3, 4, 4, generator=g)
-    torch.multiprocessing.spawn(_bn_worker, args=(2, str(tmp_path / "init"), x, w, str(tmp_path)), nprocs=2)
-    ranks = [torch.load(tmp_path / f"{r}.pt") for r in range(2)]
-    ref, xr = nn.BatchNorm2d(3, momentum=0.3), x.clone().requires_grad_(True)
-    out = ref(xr)
-    (out * w).sum().backward()
-    close = dict(rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(torch.cat([r["out"] for r in ranks]), out.detach(), **close)
-    torch.testing.assert_close(torch.cat([r["x_grad"] for r in ranks]), xr.grad, **close)
-    torch.testing.assert_close(ranks[0]["w_grad"] + ranks[1]["w_grad"], ref.weight.grad, **close)
-    torch.testing.assert_close(ranks[0]["b_grad"] + ranks[1]["b_grad"], ref.bias.grad, **close)
-    for r in ranks:
-        torch.testing.assert_close(r["mean"], ref.running_mean, **close)
-        torch.testing.assert_close(r["var"], ref.running_var, **close)
