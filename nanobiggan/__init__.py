@@ -5,15 +5,11 @@
     G, D = Generator(cfg), Discriminator(cfg)
     x = G(z, y)            # (n 3 R R) in [-1, 1]
     logits = D(x, y)       # (n,)
+
+The files of this folder are the paper; nanobiggan/lab/ is the bench around it (README: "The files").
 """
-import importlib
+from nanobiggan.config import Config, get_config
+from nanobiggan.discriminator import Discriminator
+from nanobiggan.generator import Generator
 
-_PUBLIC = {"Config": "config", "get_config": "config", "Generator": "generator", "Discriminator": "discriminator"}
-__all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name):
-    # Imported on first use, so `python -m nanobiggan.config` runs the module once, not twice.
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(f"nanobiggan.{_PUBLIC[name]}"), name)
-    raise AttributeError(f"module 'nanobiggan' has no attribute {name!r}")
+__all__ = ["Config", "Discriminator", "Generator", "get_config"]

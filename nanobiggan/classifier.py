@@ -1,4 +1,4 @@
-"""`python -m nanobiggan.classifier`: the class-accuracy classifier's training command line, kept at its documented name.
+"""`python -m nanobiggan.classifier`: training a class-accuracy classifier, kept at its documented name.
 
 The code is in nanobiggan/lab/classifier.py (see the README's layout: the paper here, the lab in lab/).
 """

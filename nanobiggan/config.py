@@ -1,21 +1,17 @@
 """Every scale of BigGAN in one dataclass (Brock et al. 2018, App. B Tables 4-9 and App. C).
 
 A preset is a small `Config` instance; `get_config(name, **overrides)` returns a copy with fields
-replaced by name (that is how train.py's CLI flags work). Values that follow from others (z chunks,
-per-block channel widths, which blocks get attention) are computed here, never typed twice.
-
-    python -m nanobiggan.config biggan-128      # architecture summary + parameter counts
-    python -m nanobiggan.config --all           # every preset
+replaced by name (that is how train.py's flags work: every field is a flag, `--g-lr 1e-4` sets g_lr, and
+`python train.py --help` lists them with their meaning). Values that follow from others (z chunks,
+per-block channel widths, which resolutions can hold attention) are computed here, never typed twice.
+`python train.py --presets` prints every preset with its parameter counts.
 
 Tutorial: tutorials/05_building_models.md, tutorials/10_scaling_up.md
 """
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass
-
-import torch
 
 # Channel multipliers of ch per stage (App. B). G: stage i maps G_WIDTHS[i]*ch -> G_WIDTHS[i+1]*ch and
 # doubles the resolution, starting from 4x4. D: stage i maps D_WIDTHS[i-1]*ch -> D_WIDTHS[i]*ch (stage 0
@@ -38,59 +34,71 @@ D_WIDTHS = {
 D_DOWN_32 = (True, True, False, False)
 
 
+
+
+def knob(default, help: str):
+    """A Config field with its meaning (and unit): the `--help` text of its train.py flag."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclass
 class Config:
-    """All knobs of a run. Field names are the CLI flag names (`--g-lr 1e-4` sets g_lr)."""
+    """All knobs of a run. Field names are the flag names of train.py (`--g-lr 1e-4` sets g_lr)."""
 
-    name: str = "cifar10"
+    name: str = knob("cifar10", "the preset these values started from")
     # --- data
-    dataset: str = "cifar10"          # cifar10 | fashion-mnist | folder
-    data_dir: str = ""                # "" -> $NANOBIGGAN_DATA or ./data
-    resolution: int = 32
-    n_classes: int = 10
-    hflip: bool = False               # random horizontal flips of real images
+    dataset: str = knob("cifar10", "cifar10 | fashion-mnist | folder (one subfolder of images per class, --data-dir)")
+    data_dir: str = knob("", "folder holding cifar-10-batches-py/ or fashion-mnist/, or the image folder itself; "
+                             "'' = $NANOBIGGAN_DATA or ./data")
+    resolution: int = knob(32, "image side in pixels: 32, 64, 128, 256 or 512 (App. B's architectures)")
+    n_classes: int = knob(10, "number of classes (an image folder sets it from its subfolders)")
+    hflip: bool = knob(False, "random horizontal flips of the real images (true/false)")
     # --- architecture (App. B)
-    deep: bool = False                # BigGAN-deep: bottleneck blocks, two per resolution, z concat at every block
-    g_ch: int = 96                    # "ch" of G; widths are G_WIDTHS[resolution] * g_ch
-    d_ch: int = 96
-    z_dim: int = 80                   # BigGAN: split into (n_g_stages + 1) chunks; BigGAN-deep: used whole
-    shared_dim: int = 128             # shared class embedding, projected to every CBN's gain and bias
-    shared_init_std: float = 0.0      # 0: orthogonal init (App. C); s > 0: N(0, s^2) entries (CPU presets)
-    g_attn: int = 16                  # resolution of G's self-attention block (0: none)
-    d_attn: int = 16
-    bn_eps: float = 1e-4              # App. C: BN and SN eps raised to 1e-4 in the reference runs
-    sn_eps: float = 1e-4
-    sn_num_svs: int = 1               # singular values tracked per layer (§4): 1 = σ0; 2+ enables ratio clamp
+    deep: bool = knob(False, "BigGAN-deep: bottleneck blocks, two per resolution, [z, class embedding] to every block")
+    g_ch: int = knob(96, "G's width ch: the channels of G's stages are App. B's multipliers times ch")
+    d_ch: int = knob(96, "D's width ch: the channels of D's stages are App. B's multipliers times ch")
+    z_dim: int = knob(80, "latent size; BigGAN splits it into one chunk per G stage + 1 (§3, 'skip-z'), "
+                          "BigGAN-deep uses it whole")
+    shared_dim: int = knob(128, "size of the shared class embedding every conditional BN projects (§3)")
+    shared_init_std: float = knob(0.0, "0: orthogonal class embedding (App. C); s > 0: N(0, s^2) entries")
+    g_attn: int = knob(16, "resolution in pixels of G's self-attention block, one of its stages' (8 ... "
+                           "resolution); 0: none")
+    d_attn: int = knob(16, "resolution in pixels of D's self-attention block, one of its stages'; 0: none")
+    bn_eps: float = knob(1e-4, "BatchNorm epsilon (App. C raises it to 1e-4)")
+    sn_eps: float = knob(1e-4, "spectral norm epsilon (App. C raises it to 1e-4)")
+    sn_num_svs: int = knob(1, "singular values tracked per SN layer (§4): 1 = σ0; 2+ allows --sigma-clamp-ratio")
     # --- objective and regularisers
-    loss: str = "hinge"               # hinge | ns | wasserstein
-    ortho_beta: float = 1e-4          # Eq. 3 strength on G (0: off)
-    ortho_full: bool = False          # Eq. 2 (||WW^T - I||^2) instead of Eq. 3
-    r1_gamma: float = 0.0             # Eq. 5 (§4.2), 0: off
-    sigma_clamp: float = 0.0          # Eq. 4 fixed sigma_clamp for G (0: off)
-    sigma_clamp_ratio: float = 0.0    # Eq. 4 with sigma_clamp = r * sg(sigma1) (0: off; needs sn_num_svs >= 2)
+    loss: str = knob("hinge", "hinge (§3) | ns (non-saturating) | wasserstein")
+    ortho_beta: float = knob(1e-4, "β of orthogonal regularization on G (§3.1, the paper's 1e-4); 0: off")
+    ortho_full: bool = knob(False, "orthogonal regularization by Eq. 2, ||W Wᵀ - I||² (rows orthonormal), "
+                                   "instead of Eq. 3 (off-diagonal only)")
+    r1_gamma: float = knob(0.0, "γ of the R1 penalty γ/2 E||∇D(x)||² on real images (§4.2, Eq. 5); 0: off")
+    sigma_clamp: float = knob(0.0, "clamp σ0 of every G layer to this value after each step (§4.1, Eq. 4); 0: off")
+    sigma_clamp_ratio: float = knob(0.0, "clamp σ0 of every G layer to r·σ1 (Eq. 4 with σ_clamp = r·sg(σ1)); "
+                                         "0: off; needs sn_num_svs >= 2")
     # --- optimisation (App. C)
-    batch_size: int = 64              # per optimizer step, summed over devices and accumulation steps
-    grad_accum: int = 1               # micro-batches per optimizer step
-    g_lr: float = 2e-4
-    d_lr: float = 2e-4
-    beta1: float = 0.0
-    beta2: float = 0.999
-    adam_eps: float = 1e-6
-    d_steps: int = 2                  # D steps per G step
-    ema_decay: float = 0.9999
-    ema_start: int = 1000             # EMA starts averaging at this G step (before: a copy)
-    precision: str = "auto"           # auto (bf16 on GPUs that support it, else fp32) | fp32 | bf16 | fp16
+    batch_size: int = knob(64, "images per optimizer step, summed over devices and accumulation micro-batches")
+    grad_accum: int = knob(1, "micro-batches per optimizer step (gradient accumulation)")
+    g_lr: float = knob(2e-4, "G's Adam learning rate (App. C: 5e-5 at ImageNet scale)")
+    d_lr: float = knob(2e-4, "D's Adam learning rate (App. C: 2e-4)")
+    beta1: float = knob(0.0, "Adam β1 of both nets (App. C: 0)")
+    beta2: float = knob(0.999, "Adam β2 of both nets (App. C: 0.999)")
+    adam_eps: float = knob(1e-6, "Adam epsilon of both nets")
+    d_steps: int = knob(2, "D steps per G step (App. C: 2)")
+    ema_decay: float = knob(0.9999, "decay of the EMA of G's weights, in [0, 1) (App. C: 0.9999)")
+    ema_start: int = knob(1000, "G step at which the EMA starts averaging (before it: a copy of G)")
+    precision: str = knob("auto", "auto (bf16 on GPUs that support it, else fp32) | fp32 | bf16 | fp16 (autocast)")
     # --- run bookkeeping
-    steps: int = 100_000              # G steps
-    seed: int = 0
-    out_dir: str = "runs/cifar10"
-    log_every: int = 50
-    sample_every: int = 1000
-    ckpt_every: int = 1000
-    keep_last: int = 3
-    eval_every: int = 0               # FID during training (0: off)
-    eval_n: int = 5000
-    standing_batches: int = 100       # App. C.1 standing statistics at sampling time
+    steps: int = knob(100_000, "G steps to train (each after d_steps D steps)")
+    seed: int = knob(0, "random seed of the weights, latents and data order")
+    out_dir: str = knob("runs/cifar10", "run directory: log.jsonl, samples/, plots/ and checkpoints")
+    log_every: int = knob(50, "G steps between log records (losses, σ0 of every layer, §4)")
+    sample_every: int = knob(1000, "G steps between sample sheets (samples/step_N.png)")
+    ckpt_every: int = knob(1000, "G steps between checkpoints")
+    keep_last: int = knob(3, "step checkpoints kept on disk (last.pt, best.pt and pre_collapse.pt besides)")
+    eval_every: int = knob(0, "G steps between FID / class-accuracy evaluations of the EMA G; 0: none")
+    eval_n: int = knob(5000, "samples per evaluation during training (FID is biased below 2048)")
+    standing_batches: int = knob(100, "batches of 64 for standing statistics at sampling time (App. C.1: 100)")
 
     # ---- derived values
     @property
@@ -111,6 +119,20 @@ class Config:
     @property
     def n_g_stages(self) -> int:
         return len(self.g_widths) - 1
+
+    @property
+    def g_attn_resolutions(self) -> tuple[int, ...]:
+        """Where G's attention block can go: the resolution after each G stage, 8 ... resolution."""
+        return tuple(8 * 2 ** i for i in range(self.n_g_stages))
+
+    @property
+    def d_attn_resolutions(self) -> tuple[int, ...]:
+        """Where D's attention block can go: the resolution after each stage (BigGAN-deep: also its input conv's)."""
+        res, out = self.resolution, [self.resolution] if self.deep else []
+        for down in self.d_down:
+            res //= 2 if down else 1
+            out.append(res)
+        return tuple(dict.fromkeys(out))  # unique, in order
 
     @property
     def z_chunks(self) -> int:
@@ -139,33 +161,36 @@ class Config:
             bad("resolution", f"{self.resolution} has no architecture table; choose one of {sorted(G_WIDTHS)}")
         if self.z_dim % self.z_chunks:
             bad("z_dim", f"{self.z_dim} must split into {self.z_chunks} equal chunks (one per G stage + 1)")
-        for name in ("g_attn", "d_attn"):
+        for name, net, valid in (("g_attn", "G", self.g_attn_resolutions), ("d_attn", "D", self.d_attn_resolutions)):
             res = getattr(self, name)
-            if res and (res < 4 or res > self.resolution or res & (res - 1)):
-                bad(name, f"{res} must be 0 (off) or a power of two between 8 and {self.resolution}")
-        for name in ("g_ch", "d_ch", "batch_size", "grad_accum", "d_steps", "steps", "n_classes", "sn_num_svs"):
+            if res and res not in valid:
+                bad(name, f"{res} is the resolution of none of {net}'s stages at {self.resolution}px: "
+                          f"choose one of {', '.join(map(str, valid))}, or 0 for no attention")
+        for name in ("g_ch", "d_ch", "batch_size", "grad_accum", "d_steps", "steps", "n_classes", "sn_num_svs",
+                     "log_every", "sample_every", "ckpt_every", "keep_last"):
             if getattr(self, name) < 1:
                 bad(name, f"must be >= 1, got {getattr(self, name)}")
         if self.batch_size % self.grad_accum:
             bad("batch_size", f"{self.batch_size} must be divisible by grad_accum={self.grad_accum}")
         if min(self.g_widths + self.d_widths) % 8:
             bad("g_ch/d_ch", "every channel width must be divisible by 8 (attention uses C/8)")
-        if self.loss not in ("hinge", "ns", "wasserstein"):
-            bad("loss", f"'{self.loss}' is not one of hinge, ns, wasserstein")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            bad("precision", f"'{self.precision}' is not one of auto, fp32, bf16, fp16")
+        choices_of = {"loss": ("hinge", "ns", "wasserstein"), "precision": ("auto", "fp32", "bf16", "fp16")}
+        for name, choices in choices_of.items():
+            if getattr(self, name) not in choices:
+                bad(name, f"'{getattr(self, name)}' is not one of {', '.join(choices)}")
         if self.dataset not in ("cifar10", "fashion-mnist", "folder"):
             bad("dataset", f"'{self.dataset}' is unknown: use cifar10, fashion-mnist, or folder with --data-dir DIR")
         if not 0.0 <= self.ema_decay < 1.0:
             bad("ema_decay", f"must be in [0, 1), got {self.ema_decay}")
+        for name in ("shared_init_std", "ortho_beta", "r1_gamma", "sigma_clamp", "sigma_clamp_ratio"):
+            if not getattr(self, name) >= 0:  # a negative strength is not "off": refuse it (NaN too)
+                bad(name, f"must be >= 0 (0: off), got {getattr(self, name)}")
         if self.sigma_clamp_ratio and self.sn_num_svs < 2:
             bad("sigma_clamp_ratio", "needs sn_num_svs >= 2 (it clamps sigma0 to r * sigma1)")
         if self.eval_every < 0:
             bad("eval_every", f"must be >= 0 (0: no FID during training), got {self.eval_every}")
         if self.eval_n < 2:
             bad("eval_n", f"FID needs at least 2 samples (2048+ to be unbiased), got {self.eval_n}")
-        if not self.shared_init_std >= 0:
-            bad("shared_init_std", f"must be >= 0 (0: orthogonal init), got {self.shared_init_std}")
         for name in ("g_lr", "d_lr", "bn_eps", "sn_eps", "adam_eps"):
             if not getattr(self, name) > 0:
                 bad(name, f"must be > 0, got {getattr(self, name)}")
@@ -227,31 +252,3 @@ def from_saved(saved: dict, **overrides) -> Config:
     """The Config a checkpoint stored (`dataclasses.asdict`, "name" included), fields replaced by keyword."""
     fields = dict(saved)
     return get_config(fields.pop("name"), **{**fields, **overrides})
-
-
-def count_params(cfg: Config) -> tuple[int, int]:
-    """(G, D) parameter counts, built on the meta device: no memory, no time, even at 512x512."""
-    from nanobiggan import Discriminator, Generator
-    with torch.device("meta"):
-        g, d = Generator(cfg), Discriminator(cfg)
-    return sum(p.numel() for p in g.parameters()), sum(p.numel() for p in d.parameters())
-
-
-# Parameter counts reported by the paper (App. B / Table 4 caption and §5.1), in millions.
-PAPER_PARAMS = {"biggan-128": (70.4, 88.0), "biggan-deep-128": (50.4, 34.6)}
-
-
-def main(argv: list[str]) -> None:
-    names = list(PRESETS) if not argv or argv == ["--all"] else argv
-    print(f"{'preset':18} {'res':>4} {'G params':>10} {'D params':>10}  paper (G/D)   z  chunks  G widths")
-    for name in names:
-        cfg = get_config(name)
-        g, d = count_params(cfg)
-        paper = PAPER_PARAMS.get(name)
-        ref = f"{paper[0]:.1f}M/{paper[1]:.1f}M" if paper else "-"
-        print(f"{name:18} {cfg.resolution:4} {g / 1e6:9.2f}M {d / 1e6:9.2f}M  {ref:12} {cfg.z_dim:3} "
-              f"{cfg.z_chunks:5}   {'-'.join(str(w) for w in cfg.g_widths)}")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

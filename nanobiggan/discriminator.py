@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from nanobiggan.attention import SelfAttention
 from nanobiggan.config import Config
-from nanobiggan.generator import init_orthogonal_
-from nanobiggan.resample import conv_downsample, downsample
+from nanobiggan.ortho import init_orthogonal_
+from nanobiggan.resample import conv_then_downsample, downsample
 from nanobiggan.spectral_norm import SNConv2d, SNEmbedding, SNLinear
 
 
@@ -35,8 +35,8 @@ class DBlock(nn.Module):
     def forward(self, x):
         h = F.relu(x) if self.preact else x
         h = F.relu(self.conv1(h), inplace=True)
-        if self.down:  # downsample(conv2(h)) as one stride-2 4x4 conv: 2.25x fewer FLOPs (resample.py)
-            h = conv_downsample(h, self.conv2.sn_weight(), self.conv2.bias)
+        if self.down:
+            h = conv_then_downsample(self.conv2, h)  # fused: 4/9 the FLOPs (resample.py)
             x = downsample(x)  # pooling commutes with the 1x1 skip conv: pool first, 4x cheaper
         else:
             h = self.conv2(h)

@@ -23,8 +23,9 @@ from einops import rearrange
 from nanobiggan.attention import SelfAttention
 from nanobiggan.cbn import ConditionalBatchNorm2d
 from nanobiggan.config import Config
-from nanobiggan.resample import upsample, upsample_conv
-from nanobiggan.spectral_norm import SNConv2d, SNLinear, SpectralNorm
+from nanobiggan.ortho import init_orthogonal_
+from nanobiggan.resample import upsample, upsample_then_conv
+from nanobiggan.spectral_norm import SNConv2d, SNLinear
 
 
 class GBlock(nn.Module):
@@ -39,8 +40,7 @@ class GBlock(nn.Module):
         self.conv_sc = SNConv2d(cin, cout, 1, **cfg.sn)
 
     def forward(self, x, c):
-        # conv1(upsample(h)) as one stride-2 transposed conv at low resolution: 2.25x fewer FLOPs (resample.py)
-        h = upsample_conv(F.relu(self.bn1(x, c), inplace=True), self.conv1.sn_weight(), self.conv1.bias)
+        h = upsample_then_conv(self.conv1, F.relu(self.bn1(x, c), inplace=True))  # fused: 4/9 the FLOPs (resample.py)
         h = self.conv2(F.relu(self.bn2(h, c), inplace=True))
         # A 1x1 conv commutes with nearest upsampling: convolve at low resolution, 4x fewer FLOPs.
         return h + upsample(self.conv_sc(x))
@@ -64,8 +64,8 @@ class DeepGBlock(nn.Module):
         h = self.conv1(F.relu(self.bn1(x, c), inplace=True))
         h = F.relu(self.bn2(h, c), inplace=True)
         x = x[:, : self.cout]  # identity-preserving skip: drop channels, no 1x1 conv
-        if self.up:  # conv2(upsample(h)) fused as in GBlock
-            h, x = upsample_conv(h, self.conv2.sn_weight(), self.conv2.bias), upsample(x)
+        if self.up:
+            h, x = upsample_then_conv(self.conv2, h), upsample(x)
         else:
             h = self.conv2(h)
         h = self.conv3(F.relu(self.bn3(h, c), inplace=True))
@@ -119,15 +119,3 @@ class Generator(nn.Module):
             else:  # BigGAN: chunk i+1 for block i; BigGAN-deep: the same [z, e] for every block
                 h = block(h, c if conds is None else next(conds))
         return torch.tanh(self.out_conv(F.relu(self.out_bn(h), inplace=True)))
-
-
-def init_orthogonal_(model: nn.Module) -> None:
-    """Orthogonal init of every conv/linear/embedding weight (Saxe et al. 2014; BigGAN App. C), zero biases,
-    then spectral-norm vectors converged for the new weights."""
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)) and not m.weight.is_meta:
-            nn.init.orthogonal_(m.weight)
-            if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
-        if isinstance(m, SpectralNorm):
-            m.reset_singular_vectors_()

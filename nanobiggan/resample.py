@@ -16,6 +16,11 @@ Either way an output pixel costs 16 multiply-adds on a quarter of the pixels (4 
 2.25x fewer FLOPs for the same function (up to float rounding) of the same weights, so spectral norm (which
 still sees the 3x3 W), ortho reg, checkpoints and official weights are untouched. bench.py measures the gain.
 The 1x1 skip convs commute with resampling outright: G convolves before upsampling, D pools before convolving.
+
+The blocks call the layer-level forms, named in the figures' order: `upsample_then_conv(conv, x)` is
+conv(upsample(x)) and `conv_then_downsample(conv, x)` is downsample(conv(x)), for a spectrally normalized conv.
+
+Tutorial: tutorials/05_building_models.md
 """
 from __future__ import annotations
 
@@ -47,3 +52,13 @@ def upsample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 def conv_downsample(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """downsample(conv2d(x, weight, bias, padding=1)) at 4/9 of its FLOPs: (n i h w) -> (n o h/2 w/2)."""
     return F.conv2d(x, box(weight) / 4, bias, stride=2, padding=1)
+
+
+def upsample_then_conv(conv, x: torch.Tensor) -> torch.Tensor:
+    """conv(upsample(x)) for a spectrally normalized 3x3 conv layer (Fig. 15b, 16b), computed by `upsample_conv`."""
+    return upsample_conv(x, conv.sn_weight(), conv.bias)
+
+
+def conv_then_downsample(conv, x: torch.Tensor) -> torch.Tensor:
+    """downsample(conv(x)) for a spectrally normalized 3x3 conv layer (Fig. 15c), computed by `conv_downsample`."""
+    return conv_downsample(x, conv.sn_weight(), conv.bias)

@@ -155,7 +155,7 @@ class Trainer:
         """β·∂R/∂W of Eq. 3 (Eq. 2 with cfg.ortho_full) added to G's gradients, once per step (§3.1)."""
         if self.cfg.ortho_beta > 0:
             self.scaler.unscale_(self.opt_g)
-            ortho_(self.G, beta=self.cfg.ortho_beta, off_diagonal=not self.cfg.ortho_full)
+            ortho_(self.G, beta=self.cfg.ortho_beta, full=self.cfg.ortho_full)
 
     @torch.no_grad()
     def _clamp_sigma0(self) -> None:
@@ -183,7 +183,7 @@ class Trainer:
                 "scaler": self.scaler.state_dict(), "rng": rng_state()}
 
     def load_state_dict(self, state: dict) -> int:
-        """Restore everything; returns how many real batches had been drawn (to resume lab/datasets.py's Batches)."""
+        """Restore everything; returns how many real batches had been drawn (lab/datasets.py's Batches resumes)."""
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         self.ema.load_state_dict(state["G_ema"])

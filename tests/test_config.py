@@ -44,8 +44,47 @@ def test_from_saved_reads_what_a_checkpoint_stores():
         from_saved({**saved, "z_dim": 81})
 
 
+def test_refused_values_name_the_field_and_what_is_valid():
+    """A negative strength is not 'off', and an attention resolution that no stage has is not 'none'."""
+    for field in ("ortho_beta", "r1_gamma", "sigma_clamp", "sigma_clamp_ratio", "shared_init_std"):
+        with pytest.raises(ValueError, match=f"'{field}': must be >= 0 \\(0: off\\)"):
+            get_config("cifar10", **{field: -1e-4})
+    with pytest.raises(ValueError, match="'g_attn': 4 is the resolution of none of G's stages at 32px: choose one "
+                                         "of 8, 16, 32, or 0"):
+        get_config("cifar10", g_attn=4)
+    with pytest.raises(ValueError, match="'d_attn': 32 is the resolution of none of D's stages at 32px: choose one "
+                                         "of 16, 8, or 0"):
+        get_config("cifar10", d_attn=32)
+    assert (get_config("cifar10", g_attn=0, d_attn=0).g_attn, get_config("cifar10", g_attn=32).g_attn) == (0, 32)
+    assert get_config("biggan-deep-128", d_attn=128).d_attn == 128  # BigGAN-deep's input conv runs at 128
+
+
+def test_attention_resolutions_are_where_the_models_put_attention():
+    """Every resolution validate() accepts gives exactly one attention block (built on the meta device)."""
+    import torch
+
+    from nanobiggan import Discriminator, Generator
+    from nanobiggan.attention import SelfAttention
+    for name in ("cifar10", "biggan-128", "biggan-deep-128"):
+        cfg = get_config(name)
+        for field, build, valid in (("g_attn", Generator, cfg.g_attn_resolutions),
+                                    ("d_attn", Discriminator, cfg.d_attn_resolutions)):
+            for res in valid:
+                with torch.device("meta"):
+                    net = build(get_config(name, **{field: res}))
+                assert sum(isinstance(m, SelfAttention) for m in net.modules()) == 1, (name, field, res)
+
+
+def test_every_field_is_a_flag_with_its_meaning_in_train_help():
+    out = subprocess.run([sys.executable, "train.py", "--help"], capture_output=True, text=True, check=True).stdout
+    text = " ".join(out.split())  # argparse wraps lines
+    for f in dataclasses.fields(get_config("cifar10")):
+        if f.name != "name":
+            assert "--" + f.name.replace("_", "-") in text and " ".join(f.metadata["help"].split())[:40] in text, f.name
+
+
 def test_param_count_command_prints_every_preset():
-    out = subprocess.run([sys.executable, "-m", "nanobiggan.config"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "train.py", "--presets"], capture_output=True, text=True, check=True).stdout
     for name in PRESETS:
         assert name in out
     assert "70.4M/88.0M" in out and "50.4M/34.6M" in out

@@ -23,38 +23,38 @@ def orthogonal_rows(out, n, seed):
 def test_eq3_zero_for_orthogonal_rows_of_any_norm(out, extra, seed, scales):
     s = torch.tensor(scales[:out], dtype=torch.float64)
     w = s[:, None] * orthogonal_rows(out, out + extra, seed)
-    assert ortho_penalty(w, off_diagonal=True).item() == pytest.approx(0.0, abs=1e-9 * s.max().item() ** 4)
+    assert ortho_penalty(w, full=False).item() == pytest.approx(0.0, abs=1e-9 * s.max().item() ** 4)
     # Eq. 2 also penalises the norms: ‖diag(s²) − I‖²_F = Σ (s² − 1)².
     expected = (s**2 - 1).pow(2).sum().item()
-    assert ortho_penalty(w, off_diagonal=False).item() == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    assert ortho_penalty(w, full=True).item() == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
 @given(st.integers(1, 6), st.integers(0, 4), seeds)
 def test_eq2_zero_for_orthonormal_rows(out, extra, seed):
     w = orthogonal_rows(out, out + extra, seed)
-    assert ortho_penalty(w, off_diagonal=False).item() == pytest.approx(0.0, abs=1e-12)
+    assert ortho_penalty(w, full=True).item() == pytest.approx(0.0, abs=1e-12)
 
 
 @given(st.lists(st.integers(1, 4), min_size=2, max_size=4), seeds, st.booleans())
-def test_penalty_nonnegative_and_matches_explicit_sum(shape, seed, off_diagonal):
+def test_penalty_nonnegative_and_matches_explicit_sum(shape, seed, full):
     w = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     rows = w.reshape(shape[0], -1)
     expected = sum(
-        (rows[i] @ rows[j] - (0.0 if off_diagonal or i != j else 1.0)) ** 2
+        (rows[i] @ rows[j] - (1.0 if full and i == j else 0.0)) ** 2
         for i in range(shape[0])
         for j in range(shape[0])
-        if not (off_diagonal and i == j)
+        if full or i != j
     )
-    value = ortho_penalty(w, off_diagonal)
+    value = ortho_penalty(w, full)
     assert value.item() >= 0
     assert value.item() == pytest.approx(float(expected), rel=1e-9, abs=1e-12)
 
 
 @given(st.lists(st.integers(1, 4), min_size=2, max_size=4), seeds, st.booleans())
-def test_analytic_grad_equals_autograd(shape, seed, off_diagonal):
+def test_analytic_grad_equals_autograd(shape, seed, full):
     w = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64, requires_grad=True)
-    (expected,) = torch.autograd.grad(ortho_penalty(w, off_diagonal), w)
-    got = ortho_grad(w.detach(), off_diagonal)
+    (expected,) = torch.autograd.grad(ortho_penalty(w, full), w)
+    got = ortho_grad(w.detach(), full)
     assert got.shape == w.shape
     torch.testing.assert_close(got, expected)
 
@@ -80,9 +80,9 @@ def test_ortho_parameters_excludes_shared_and_1d():
     assert [n for n, _ in ortho_parameters(frozen)] == ["block.conv.weight"]
 
 
-@pytest.mark.parametrize("off_diagonal", [True, False])
+@pytest.mark.parametrize("full", [False, True])
 @pytest.mark.parametrize("preexisting_grads", [False, True])
-def test_direct_grad_form_matches_loss_form(off_diagonal, preexisting_grads):
+def test_direct_grad_form_matches_loss_form(full, preexisting_grads):
     torch.manual_seed(0)
     a = tiny_g()
     b = copy.deepcopy(a)
@@ -91,8 +91,8 @@ def test_direct_grad_form_matches_loss_form(off_diagonal, preexisting_grads):
             pa.grad = torch.randn_like(pa)
             pb.grad = pa.grad.clone()
     beta = 0.37
-    ortho_loss(a, beta, off_diagonal).backward()
-    ortho_(b, beta, off_diagonal)
+    ortho_loss(a, beta, full).backward()
+    ortho_(b, beta, full)
     for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
         if pa.grad is None:
             assert pb.grad is None, name

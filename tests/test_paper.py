@@ -6,7 +6,8 @@ The `cifar10` preset is checked against the recipe it claims instead (PyTorch-St
 """
 import pytest
 
-from nanobiggan.config import count_params, get_config
+from nanobiggan.config import get_config
+from nanobiggan.lab.presets import count_params
 
 # App. B, Tables 4-6 (BigGAN, ch = 96) and 7-9 (BigGAN-deep, ch = 128): channel multipliers of ch per stage.
 G_MULT = {128: (16, 16, 8, 4, 2, 1), 256: (16, 16, 8, 8, 4, 2, 1), 512: (16, 16, 8, 8, 4, 2, 1, 1)}

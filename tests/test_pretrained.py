@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from nanobiggan import Generator, get_config
 from nanobiggan.lab import pretrained as P
-from nanobiggan.config import PAPER_PARAMS
+from nanobiggan.lab.presets import PAPER_PARAMS
 from nanobiggan.spectral_norm import SNConv2d
 from nanobiggan.truncation import tfhub_truncated_normal
 

@@ -1,14 +1,107 @@
-"""What train.py does around the training step: periodic evaluation of the EMA generator.
+"""What train.py does around the training step, on the main process: the JSONL log with σ0 of every layer,
+the collapse watch (BigGAN §4) that keeps the checkpoint from before a collapse, sample sheets, evaluation of
+the EMA generator (FID, class accuracy) and checkpoints. train.py's loop is `train_step`, then `after_step`.
 
 Tutorial: tutorials/06_training_cifar10.md
 """
 from __future__ import annotations
 
 import time
+from pathlib import Path
+
+from tqdm import tqdm
 
 from nanobiggan import metrics
+from nanobiggan.collapse import CollapseDetector, sigma0
 from nanobiggan.lab import inception, protocol
+from nanobiggan.lab.checkpoint import CheckpointManager
 from nanobiggan.lab.classifier import check_classifier, load_classifier
+from nanobiggan.lab.images import save_grid
+from nanobiggan.lab.monitor import RunLog, plot_run
+from nanobiggan.sampling import class_sheet_inputs, generate, prepare_for_sampling
+
+SHEET_STANDING_BATCHES = 10  # a sheet is a picture of progress, not a score: 10 of the protocol's batches of 64
+
+
+class Bookkeeping:
+    """The bookkeeping of one run (`cfg.out_dir`): `after_step(stats, batches)` after every G step, `close()` at
+    the end. On processes other than the main one it does nothing. `state` is a checkpoint being resumed."""
+
+    def __init__(self, trainer, classes, main_process: bool = True, state: dict | None = None):
+        self.trainer, self.classes, self.main, cfg = trainer, classes, main_process, trainer.cfg
+        self.out = Path(cfg.out_dir)
+        self.manager = CheckpointManager(self.out, keep_last=cfg.keep_last) if main_process else None
+        self.log = RunLog(self.out / "log.jsonl") if main_process else None
+        self.detector = CollapseDetector()
+        if state and state.get("collapse"):
+            self.detector.load_state_dict(state["collapse"])
+        self.evaluator = TrainingEval(cfg, trainer.device, log=tqdm.write) if main_process and cfg.eval_every else None
+        self.bar = tqdm(total=cfg.steps, initial=trainer.step, disable=not main_process, dynamic_ncols=True)
+        self.last_saved, self.t0, self.step0 = None, time.perf_counter(), trainer.step
+
+    def after_step(self, stats: dict, batches) -> None:
+        cfg, step = self.trainer.cfg, self.trainer.step
+        if not self.main:
+            return
+        self.bar.update(1)
+        if self._due(cfg.log_every):
+            self._log(stats)
+        if self._due(cfg.sample_every):
+            self._sheet(self.out / "samples" / f"step_{step:08d}.png")
+        fid = self._evaluate() if self.evaluator is not None and step % cfg.eval_every == 0 else None
+        if self._due(cfg.ckpt_every) or fid is not None:  # evaluated weights are saved: best.pt has the best FID
+            self.manager.save({**self.trainer.state_dict(batches), "collapse": self.detector.state_dict(),
+                               "classes": self.classes}, step, metric=fid)
+            self.last_saved = step
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.main:
+            plot_run(self.out / "log.jsonl", self.out / "plots")
+            print(f"done: {self.trainer.step} steps; checkpoints, samples and plots in {self.out}")
+
+    def _due(self, every: int) -> bool:
+        """Every `every` G steps, and at the last one."""
+        return self.trainer.step % every == 0 or self.trainer.step == self.trainer.cfg.steps
+
+    def _log(self, stats: dict) -> None:
+        """One record: losses, throughput, learning rates, σ0 of every layer (§4), collapse warnings."""
+        tr, step = self.trainer, self.trainer.step
+        images = (step - self.step0) * tr.cfg.batch_size * tr.cfg.d_steps
+        record = {"step": step, **stats, "img_per_s": images / max(time.perf_counter() - self.t0, 1e-9),
+                  "g_lr": tr.opt_g.param_groups[0]["lr"], "d_lr": tr.opt_d.param_groups[0]["lr"]}
+        sig = {f"G.{k}": v for k, v in sigma0(tr.G).items()} | {f"D.{k}": v for k, v in sigma0(tr.D).items()}
+        record.update({f"sigma0/{k}": v for k, v in sig.items()})
+        for warning in self.detector.update(step, stats, sig):
+            record.setdefault("warnings", []).append(warning)
+            tqdm.write("COLLAPSE WARNING: " + warning)
+            if self.last_saved is not None and not (self.out / "pre_collapse.pt").exists():
+                self.manager.protect(self.last_saved, "pre_collapse")
+                tqdm.write(f"kept the last checkpoint before it safe: {self.out / 'pre_collapse.pt'}")
+        self.log.write(record)
+        self.bar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_loss']:.3f}",
+                             img_s=f"{record['img_per_s']:.0f}")
+        self.t0, self.step0 = time.perf_counter(), step
+
+    def _sheet(self, path: Path) -> None:
+        """A fixed-z sheet, one row per class, of the EMA generator under the sampling protocol. It draws from its
+        own generators: a sheet never changes the training run's random stream (bit-exact resume)."""
+        cfg, device = self.trainer.cfg, self.trainer.device
+        G = prepare_for_sampling(self.trainer.ema.model, n_batches=SHEET_STANDING_BATCHES, seed=cfg.seed)
+        z, y = class_sheet_inputs(cfg.z_dim, cfg.n_classes, per_class=10, seed=cfg.seed, device=device)
+        try:
+            save_grid(generate(G, z, y), path, nrow=10)
+        except ValueError as e:  # NaN images from a diverged G: said, and the run (and its log) goes on
+            tqdm.write(f"no sample sheet at step {self.trainer.step}: {e}")
+
+    def _evaluate(self) -> float | None:
+        """FID (None without it) and class accuracy of the EMA G, logged; its time is not training time."""
+        t = time.perf_counter()
+        scores = self.evaluator(self.trainer.ema.model)  # fid, class_acc (+ their n); a missing one was said once
+        self.t0 += time.perf_counter() - t  # img/s counts training time only
+        if scores:
+            self.log.write({"step": self.trainer.step, **scores})
+        return scores.get("fid")
 
 
 class TrainingEval:
@@ -22,8 +115,8 @@ class TrainingEval:
     accepted here (a tracking curve, FID biased upward) and said once.
     """
 
-    def __init__(self, cfg, device, cache_dir=None, inception=None, log=print):
-        self.cfg, self.device, self.cache_dir, self.inception, self.log = cfg, device, cache_dir, inception, log
+    def __init__(self, cfg, device, cache_dir=None, inception_file=None, log=print):
+        self.cfg, self.device, self.cache_dir, self.inception_file, self.log = cfg, device, cache_dir, inception_file, log
         self.min_samples = min(metrics.MIN_SAMPLES, cfg.eval_n)
         self.net = self.ref = self.classifier = None
         self.started = False
@@ -31,7 +124,7 @@ class TrainingEval:
     def _start(self) -> None:
         self.started = True
         try:
-            self.net = inception.load_inception(self.inception, self.device)
+            self.net = inception.load_inception(self.inception_file, self.device)
             self.ref = protocol.reference(self.cfg, self.net, self.cache_dir, min_samples=self.min_samples)
         except (FileNotFoundError, ValueError) as e:
             self.net = None
