@@ -5,8 +5,11 @@
     python sample.py --checkpoint runs/cifar10-tiny/best.pt --class cat dog --n 16 --out cats_dogs.png
     python sample.py --interp class --truncation 0.7          # the paper's Fig. 8/9 interpolation sheets
 
-The protocol (nanobiggan/evaluate.py's, so samples and scores agree): the EMA generator, standing statistics recomputed at the requested
-truncation (App. C.1), so an image depends only on its own z and class, never on the batch it came in.
+The sampling protocol (nanobiggan/sampling.py's prepare_for_sampling, the one the scores use too): the EMA
+generator, standing statistics recomputed at the requested truncation (App. C.1), so an image depends only on
+its own z and class, never on the batch it came in. The path to the PNG: find and load the generator
+(lab/generators.py), prepare it (sampling.py), draw the sheet's inputs and images (sampling.py), write the
+grid (lab/images.py).
 """
 from __future__ import annotations
 
@@ -16,6 +19,14 @@ import sys
 from pathlib import Path
 
 import torch
+
+from nanobiggan.lab import pretrained
+from nanobiggan.lab.cli import pick_device
+from nanobiggan.lab.generators import find_checkpoint, is_shipped, load_generator
+from nanobiggan.lab.images import save_grid
+from nanobiggan.sampling import (STANDING_BATCH_SIZE, class_sheet_inputs, generate, interpolation_inputs,
+                                 prepare_for_sampling)
+from nanobiggan.truncation import check_threshold, tfhub_truncated_normal
 
 
 def parse_args(argv=None):
@@ -30,15 +41,16 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="output PNG (default: <run dir>/sample.png)")
     p.add_argument("--interp", choices=("z", "class"), default=None, help="write an interpolation sheet")
     p.add_argument("--no-ema", action="store_true", help="use the raw G weights instead of the EMA")
-    p.add_argument("--standing-batches", type=int, default=None, help="batches for standing statistics")
-    p.add_argument("--standing-batch-size", type=int, default=64, help="batch size of the standing-statistics "
-                   "forwards (App. C.1); the images depend on it, so it is not tied to --batch-size")
+    p.add_argument("--standing-batches", type=int, default=None,
+                   help="batches for standing statistics (default: the checkpoint's config, 100)")
+    p.add_argument("--standing-batch-size", type=int, default=STANDING_BATCH_SIZE, help="batch size of the "
+                   "standing-statistics forwards (App. C.1); the images depend on it, so it is not --batch-size")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward when sampling (memory only: "
                    "the output does not depend on it)")
     p.add_argument("--pretrained", metavar="DIR|NAME", default=None,
                    help="the released BigGAN-deep weights instead of a checkpoint: a directory with "
                         "pytorch_model.bin + config.json, or biggan-deep-128/256/512 (downloaded when online)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu (default) | auto (cuda, then mps, then cpu) | cuda | mps")
     return p.parse_args(argv)
 
 
@@ -63,63 +75,52 @@ def resolve_classes(names: list[str] | None, classes: list[str]) -> list[int] | 
 
 def main(argv=None):
     args = parse_args(argv)
-    from nanobiggan.lab.generators import find_checkpoint, is_shipped, load_generator
-    from nanobiggan.lab.cli import pick_device
-    from nanobiggan.lab.images import save_grid
-    from nanobiggan.sampling import class_sheet_inputs, generate, interpolation_inputs, prepare_for_sampling
-    from nanobiggan.truncation import check_threshold
     try:
-        if args.truncation is not None:
-            check_threshold(args.truncation)
-        for flag in ("n", "batch_size", "standing_batch_size", "standing_batches"):
-            value = getattr(args, flag)
-            if value is not None and value < 1:
-                raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+        check(args)
         device = pick_device(args.device)
         if args.pretrained:
             return sample_pretrained(args, device)
         ckpt = find_checkpoint(args.checkpoint)
         G, cfg, classes = load_generator(ckpt, ema=not args.no_ema, device=device)
         ids = resolve_classes(args.classes, classes)
-    except (ValueError, FileNotFoundError, ConnectionError) as e:
+        prepare_for_sampling(G, args.truncation, args.standing_batches or cfg.standing_batches, args.seed,
+                             args.standing_batch_size)  # the sampling protocol, at this truncation
+        if args.interp:  # (z, class embedding) pairs for G.synthesize, 4 rows of 8 steps
+            z, e = interpolation_inputs(G, args.interp, threshold=args.truncation, seed=args.seed, classes=ids)
+            images = generate(G, z, e, batch_size=args.batch_size)
+            nrow = len(images) // 4 if len(images) % 4 == 0 else int(math.sqrt(len(images)))
+        else:  # one row per class, one z per column
+            z, y = class_sheet_inputs(cfg.z_dim, cfg.n_classes, classes=ids, per_class=args.n,
+                                      threshold=args.truncation, seed=args.seed)
+            images, nrow = generate(G, z, y, batch_size=args.batch_size), args.n
+        name = "interp.png" if args.interp else "sample.png"
+        # beside the checkpoint, except for a shipped generator: never write into the installed package
+        print(save_grid(images, Path(args.out) if args.out else Path(name) if is_shipped(ckpt) else ckpt.parent / name,
+                        nrow=nrow))
+    except (ValueError, FileNotFoundError, ConnectionError) as e:  # e.g. --interp class with a single --class
         sys.exit(f"error: {e}")
 
-    # the sampling protocol: standing statistics (App. C.1) at this truncation, from seed + 1
-    prepare_for_sampling(G, args.truncation, args.standing_batches or cfg.standing_batches, args.seed,
-                         args.standing_batch_size)
-    name = "interp.png" if args.interp else "sample.png"
-    # beside the checkpoint, except for a shipped generator: never write into the installed package
-    out = Path(args.out) if args.out else Path(name) if is_shipped(ckpt) else ckpt.parent / name
-    try:
-        if args.interp:
-            z, e = interpolation_inputs(G, args.interp, threshold=args.truncation, seed=args.seed, classes=ids,
-                                        device=device)
-            images = generate(G, z, e, batch_size=args.batch_size)  # e: class embeddings -> G.synthesize
-            nrow = len(images) // 4 if len(images) % 4 == 0 else int(math.sqrt(len(images)))
-        else:
-            z, y = class_sheet_inputs(cfg.z_dim, cfg.n_classes, classes=ids, per_class=args.n,
-                                      threshold=args.truncation, seed=args.seed, device=device)
-            images, nrow = generate(G, z, y, batch_size=args.batch_size), args.n
-        print(save_grid(images, out, nrow=nrow))
-    except ValueError as e:  # e.g. --interp class with a single --class, --out not ending in .png
-        sys.exit(f"error: {e}")
+
+def check(args) -> None:
+    """The flags' values, before anything is loaded: ValueError naming the flag."""
+    if args.truncation is not None:
+        check_threshold(args.truncation)
+    for flag in ("n", "batch_size", "standing_batch_size", "standing_batches"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
 
 
 def sample_pretrained(args, device) -> None:
     """The released BigGAN-deep: its own BN statistics per truncation (no standing stats: they would
     overwrite them) and the TF-Hub convention z = t * truncnorm(-2, 2) it was trained and published with."""
-    from nanobiggan.lab import pretrained
-    from nanobiggan.lab.images import save_grid
-    from nanobiggan.sampling import class_sheet_inputs, generate
-    from nanobiggan.truncation import tfhub_truncated_normal
     t = 1.0 if args.truncation is None else args.truncation
     G, cfg = pretrained.load(args.pretrained, truncation=t, device=device)
     ids = None if args.classes is None else [pretrained.imagenet_class(c) for c in args.classes]
     _, y = class_sheet_inputs(cfg.z_dim, cfg.n_classes, classes=ids, per_class=args.n, seed=args.seed)
     columns = tfhub_truncated_normal((args.n, cfg.z_dim), t, generator=torch.Generator().manual_seed(args.seed))
     z = columns.repeat(len(y) // args.n, 1)  # one z per column, shared by every row (class)
-    images = generate(G, z.to(device), y.to(device), batch_size=args.batch_size)
-    print(save_grid(images, Path(args.out or "pretrained.png"), nrow=args.n))
+    print(save_grid(generate(G, z, y, batch_size=args.batch_size), Path(args.out or "pretrained.png"), nrow=args.n))
 
 
 if __name__ == "__main__":
