@@ -2,15 +2,15 @@
 # per training iteration, so both see the same machine. Run from anywhere: python ab_fused_vs_unfused.py
 import sys, time, statistics, torch, torch.nn.functional as F
 from pathlib import Path; ROOT = Path(__file__).resolve().parents[2]; sys.path.insert(0, str(ROOT))
-import nanobiggan.generator as gen, nanobiggan.discriminator as dis
+import nanobiggan.resample as rs  # the blocks call rs.upsample_conv / rs.conv_downsample through upsample_then_conv, conv_then_downsample
 from nanobiggan import get_config
 from nanobiggan.trainer import Trainer
 import importlib.util
 spec=importlib.util.spec_from_file_location("bench",ROOT / "bench.py"); bench=importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
-fused=(gen.upsample_conv, dis.conv_downsample)
+fused=(rs.upsample_conv, rs.conv_downsample)
 unf=(lambda x,w,b: F.conv2d(F.interpolate(x,scale_factor=2,mode="nearest"),w,b,padding=1),
      lambda x,w,b: F.avg_pool2d(F.conv2d(x,w,b,padding=1),2))
-def use(p): gen.upsample_conv, dis.conv_downsample = p
+def use(p): rs.upsample_conv, rs.conv_downsample = p
 cfg=get_config("cifar10",batch_size=64)
 dev=torch.device("cpu")
 tr=Trainer(cfg,dev); bt=bench.FixedBatches(cfg,tr.micro,dev,tr.memory_format)
