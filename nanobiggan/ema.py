@@ -9,7 +9,8 @@ Both are about how G is *evaluated*, not trained:
   depends on the training-time momentum, or on the batch size used for sampling.
 - Spectral norm of the average: the EMA copy's u, v come from the live G, whose power iteration
   tracks the live weights W, not their average W_ema; u_liveᵀ W_ema v_live underestimates σ0(W_ema).
-  `standing_stats`, the step every sampling path takes, first converges u, v on the model's own weights.
+  `standing_stats`, which the sampling protocol (sampling.prepare_for_sampling) runs before every image,
+  first converges u, v on the model's own weights.
 
 Tutorial: tutorials/08_ema_standing_stats.md
 """
