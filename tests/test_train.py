@@ -19,8 +19,8 @@ sys.path.insert(0, str(REPO))
 import train  # noqa: E402
 
 from nanobiggan import Generator  # noqa: E402
-from nanobiggan.lab.checkpoint import load_checkpoint  # noqa: E402
 from nanobiggan.config import from_saved  # noqa: E402
+from nanobiggan.lab.checkpoint import load_checkpoint  # noqa: E402
 
 
 

@@ -17,9 +17,9 @@ import torch
 from nanobiggan.attention import SelfAttention
 from nanobiggan.config import get_config
 from nanobiggan.lab.checkpoint import load_checkpoint, save_checkpoint
+from nanobiggan.lab.datasets import batches_for
 from nanobiggan.ortho import ortho_grad, ortho_parameters
 from nanobiggan.spectral_norm import spectral_modules
-from nanobiggan.lab.datasets import batches_for
 from nanobiggan.trainer import Trainer, rng_state, set_rng_state
 
 

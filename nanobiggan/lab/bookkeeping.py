@@ -116,7 +116,8 @@ class TrainingEval:
     """
 
     def __init__(self, cfg, device, cache_dir=None, inception_file=None, log=print):
-        self.cfg, self.device, self.cache_dir, self.inception_file, self.log = cfg, device, cache_dir, inception_file, log
+        self.cfg, self.device, self.cache_dir, self.log = cfg, device, cache_dir, log
+        self.inception_file = inception_file
         self.min_samples = min(metrics.MIN_SAMPLES, cfg.eval_n)
         self.net = self.ref = self.classifier = None
         self.started = False

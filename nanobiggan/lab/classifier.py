@@ -1,11 +1,11 @@
 """Class accuracy of generated samples: does G(z, y) look like class y to a classifier of the real data?
 
-The metric: the fraction of class-balanced samples G(z, y) of the EMA generator that a small CNN trained on
-the real training set labels y, overall and per class. Samples follow the evaluation protocol exactly (EMA
-weights, standing statistics recomputed at the truncation, labels i mod n_classes, z from a fixed seed,
-uint8 quantization; lab/protocol.py's class_accuracy), in the same pass as FID when both are computed. It asks what the Inception Score asks
-in spirit (is each sample recognisably of a class?) but with a net trained on THIS dataset, and it also
-checks the class is the one G was asked for, which IS cannot.
+The metric (lab/protocol.py's class_accuracy): the fraction of class-balanced samples G(z, y) of the EMA
+generator that a small CNN trained on the real training set labels y, overall and per class. Samples follow the
+evaluation protocol exactly (EMA weights, standing statistics recomputed at the truncation, labels i mod
+n_classes, z from a fixed seed, uint8 quantization), in the same pass as FID when both are computed. It asks
+what the Inception Score asks in spirit (is each sample recognisably of a class?) but with a net trained on
+THIS dataset, and it also checks the class is the one G was asked for, which IS cannot.
 
 Limits, honestly:
 - It measures recognisability, not diversity: a G that draws one perfect image per class scores 1.0 with
@@ -44,9 +44,9 @@ import torch.nn.functional as F
 from einops import repeat
 from torch import nn
 
+from nanobiggan.lab.cli import pick_device
 from nanobiggan.lab.datasets import get_dataset, to_signed_float
 from nanobiggan.lab.files import atomic_write, file_sha256
-from nanobiggan.lab.cli import pick_device
 
 SHIPPED = Path(__file__).parents[1] / "classifiers"  # nanobiggan/classifiers/{dataset}.pt
 KNOWN_SHA256 = {

@@ -181,7 +181,8 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
 
 def _fashion_missing_message(folder: Path, names: list[str], why: str) -> str:
     return (f"Fashion-MNIST not found: expected {', '.join(names)} in {folder} ({why}). Either download each "
-            f"file from {FASHION_MNIST_URL}<name> (md5s: FASHION_MNIST_MD5 in nanobiggan/lab/dataset_files.py) into {folder}, "
+            f"file from {FASHION_MNIST_URL}<name> (md5s: FASHION_MNIST_MD5 in nanobiggan/lab/dataset_files.py) "
+            f"into {folder}, "
             f"or on an offline machine copy the four .gz files there: "
             f"`mkdir -p {folder} && cp ../shared/data/fashion-mnist/*.gz {folder}/`. "
             f"Choose another folder with --data-dir DIR or the NANOBIGGAN_DATA environment variable "
