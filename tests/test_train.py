@@ -82,8 +82,12 @@ def test_interrupted_then_resumed_run_is_bit_exact(cifar, tmp_path):
     # the resumed run appended to the same log; every logged number but the throughput matches
     logs = [[json.loads(line) for line in (d / "log.jsonl").read_text().splitlines()] for d in (full, cut)]
     assert [r["step"] for r in logs[1]] == [1, 2, 3, 4]
+    timing = ("img_per_s", "wall_s")  # wall-clock: differs between runs; wall_s counts from each process's start
     for ra, rb in zip(*logs):
-        assert {k: v for k, v in ra.items() if k != "img_per_s"} == {k: v for k, v in rb.items() if k != "img_per_s"}
+        assert {k: v for k, v in ra.items() if k not in timing} == {k: v for k, v in rb.items() if k not in timing}
+    walls = [r["wall_s"] for r in logs[0]]
+    assert 0 < walls[0] and walls == sorted(walls)
+    assert logs[1][2]["wall_s"] < logs[1][1]["wall_s"]  # the resumed process's clock starts again
     # what a run directory holds
     assert sorted(p.name for p in (full / "samples").iterdir()) == ["step_00000003.png", "step_00000004.png"]
     assert (cut / "samples" / "step_00000002.png").is_file()

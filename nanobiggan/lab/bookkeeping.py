@@ -38,6 +38,7 @@ class Bookkeeping:
         self.evaluator = TrainingEval(cfg, trainer.device, log=tqdm.write) if main_process and cfg.eval_every else None
         self.bar = tqdm(total=cfg.steps, initial=trainer.step, disable=not main_process, dynamic_ncols=True)
         self.last_saved, self.t0, self.step0 = None, time.perf_counter(), trainer.step
+        self.t_start = self.t0  # the log's wall_s: seconds since this process's loop began (curves vs minutes)
 
     def after_step(self, stats: dict, batches) -> None:
         cfg, step = self.trainer.cfg, self.trainer.step
@@ -69,6 +70,7 @@ class Bookkeeping:
         tr, step = self.trainer, self.trainer.step
         images = (step - self.step0) * tr.cfg.batch_size * tr.cfg.d_steps
         record = {"step": step, **stats, "img_per_s": images / max(time.perf_counter() - self.t0, 1e-9),
+                  "wall_s": time.perf_counter() - self.t_start,
                   "g_lr": tr.opt_g.param_groups[0]["lr"], "d_lr": tr.opt_d.param_groups[0]["lr"]}
         sig = {f"G.{k}": v for k, v in sigma0(tr.G).items()} | {f"D.{k}": v for k, v in sigma0(tr.D).items()}
         record.update({f"sigma0/{k}": v for k, v in sig.items()})
