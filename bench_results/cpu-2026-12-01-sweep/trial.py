@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from nanobiggan.checkpoint import save_checkpoint  # noqa: E402
 from nanobiggan.config import get_config  # noqa: E402
-from nanobiggan.data import get_dataset  # noqa: E402
-from nanobiggan.trainer import Trainer, batches_for  # noqa: E402
+from nanobiggan.lab.checkpoint import save_checkpoint  # noqa: E402
+from nanobiggan.lab.datasets import batches_for, get_dataset  # noqa: E402
+from nanobiggan.trainer import Trainer  # noqa: E402
 
 
 def value(s: str):
@@ -54,8 +54,8 @@ def main():
     trainer = Trainer(cfg, "cpu")
     if a.shared_init == "normal":
         with torch.no_grad():
-            torch.nn.init.normal_(trainer.g.shared.weight)
-            trainer.ema.model.shared.weight.copy_(trainer.g.shared.weight)
+            torch.nn.init.normal_(trainer.G.shared.weight)
+            trainer.ema.model.shared.weight.copy_(trainer.G.shared.weight)
     batches = batches_for(trainer, data)
     budget, marks, records = a.budget_min * 60, [], []
     c0, w0 = time.process_time(), time.perf_counter()
