@@ -11,6 +11,7 @@ Tutorial: tutorials/05_building_models.md, tutorials/10_scaling_up.md
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 # Channel multipliers of ch per stage (App. B). G: stage i maps G_WIDTHS[i]*ch -> G_WIDTHS[i+1]*ch and
@@ -32,8 +33,10 @@ D_WIDTHS = {
 }
 # BigGAN's D downsamples in every block but the last; at 32x32 it stops at 8x8 (SN-GAN's CIFAR D).
 D_DOWN_32 = (True, True, False, False)
-
-
+# The fields that decide the networks' shapes: a resumed run cannot change them (its weights would not fit).
+ARCHITECTURE = ("resolution", "n_classes", "deep", "g_ch", "d_ch", "z_dim", "shared_dim", "g_attn", "d_attn",
+                "sn_num_svs")
+MAX_SEED = 2**32 - 1  # numpy's limit; the data order multiplies the seed, which must stay within int64
 
 
 def knob(default, help: str):
@@ -157,6 +160,13 @@ class Config:
         def bad(field_name, msg):
             raise ValueError(f"config field '{field_name}': {msg}")
 
+        kinds = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, kinds[f.type]) or (isinstance(value, bool) and f.type != "bool"):
+                bad(f.name, f"must be of type {f.type}, got {type(value).__name__} {value!r}")
+            if f.type == "float" and not math.isfinite(value):  # a NaN or infinite rate ruins a run silently
+                bad(f.name, f"must be a finite number, got {value}")
         if self.resolution not in G_WIDTHS:
             bad("resolution", f"{self.resolution} has no architecture table; choose one of {sorted(G_WIDTHS)}")
         if self.z_dim % self.z_chunks:
@@ -166,8 +176,9 @@ class Config:
             if res and res not in valid:
                 bad(name, f"{res} is the resolution of none of {net}'s stages at {self.resolution}px: "
                           f"choose one of {', '.join(map(str, valid))}, or 0 for no attention")
-        for name in ("g_ch", "d_ch", "batch_size", "grad_accum", "d_steps", "steps", "n_classes", "sn_num_svs",
-                     "log_every", "sample_every", "ckpt_every", "keep_last"):
+        for name in ("g_ch", "d_ch", "z_dim", "shared_dim", "batch_size", "grad_accum", "d_steps", "steps",
+                     "n_classes", "sn_num_svs", "log_every", "sample_every", "ckpt_every", "keep_last",
+                     "standing_batches"):
             if getattr(self, name) < 1:
                 bad(name, f"must be >= 1, got {getattr(self, name)}")
         if self.batch_size % self.grad_accum:
@@ -180,8 +191,13 @@ class Config:
                 bad(name, f"'{getattr(self, name)}' is not one of {', '.join(choices)}")
         if self.dataset not in ("cifar10", "fashion-mnist", "folder"):
             bad("dataset", f"'{self.dataset}' is unknown: use cifar10, fashion-mnist, or folder with --data-dir DIR")
-        if not 0.0 <= self.ema_decay < 1.0:
-            bad("ema_decay", f"must be in [0, 1), got {self.ema_decay}")
+        for name in ("ema_decay", "beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                bad(name, f"must be in [0, 1), got {getattr(self, name)}")
+        if self.ema_start < 0:
+            bad("ema_start", f"must be >= 0 (the G step at which the EMA starts), got {self.ema_start}")
+        if not 0 <= self.seed <= MAX_SEED:
+            bad("seed", f"must be in 0..{MAX_SEED}, got {self.seed}")
         for name in ("shared_init_std", "ortho_beta", "r1_gamma", "sigma_clamp", "sigma_clamp_ratio"):
             if not getattr(self, name) >= 0:  # a negative strength is not "off": refuse it (NaN too)
                 bad(name, f"must be >= 0 (0: off), got {getattr(self, name)}")
@@ -250,5 +266,16 @@ def get_config(name: str = "cifar10", **overrides) -> Config:
 
 def from_saved(saved: dict, **overrides) -> Config:
     """The Config a checkpoint stored (`dataclasses.asdict`, "name" included), fields replaced by keyword."""
+    if not isinstance(saved, dict) or saved.get("name") not in PRESETS:
+        raise ValueError(f"a saved config must be a dict of Config fields whose 'name' is a preset, got "
+                         f"{type(saved).__name__} with name {saved.get('name') if isinstance(saved, dict) else None!r}")
     fields = dict(saved)
     return get_config(fields.pop("name"), **{**fields, **overrides})
+
+
+def changes(saved: dict, cfg: Config) -> tuple[dict, dict]:
+    """What a resumed run changes in its saved config: ({architecture field: (old, new)}, {other field: (old, new)})."""
+    new = dataclasses.asdict(cfg)
+    changed = {k: (saved.get(k), v) for k, v in new.items() if saved.get(k) != v}
+    return ({k: v for k, v in changed.items() if k in ARCHITECTURE},
+            {k: v for k, v in changed.items() if k not in ARCHITECTURE})
