@@ -15,7 +15,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nanobiggan.lab.checkpoint import FORMAT, CheckpointError, CheckpointManager, load_checkpoint, save_checkpoint
+from nanobiggan.lab.checkpoint import (FORMAT, CheckpointError, CheckpointManager, check_fits, load_checkpoint,
+                                      save_checkpoint)
 from nanobiggan.trainer import rng_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -230,6 +231,31 @@ def test_latest_falls_back_to_newest_step_and_save_cleans_stale_temps(tmp_path):
     assert mgr.latest() == tmp_path / "step_00000005.pt" and stale.exists()  # a reader never deletes
     mgr.save(tiny_state(7), 7)
     assert not stale.exists() and mgr.latest() == tmp_path / "last.pt"
+
+
+def test_load_latest_skips_damaged_files_newest_first(tmp_path):
+    mgr = CheckpointManager(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+        mgr.load_latest()
+    for step in (1, 2, 3):
+        mgr.save(tiny_state(step), step)
+    (tmp_path / "step_00000003.pt").write_bytes(b"")  # last.pt is the same file (a hard link): both damaged
+    path, state, skipped = mgr.load_latest()
+    assert path == tmp_path / "step_00000002.pt" and state["step"] == 2
+    assert len(skipped) == 1 and "last.pt" in skipped[0] and "step_00000002.pt beside it may be intact" in skipped[0]
+    assert mgr.load_latest(need=("w",))[1]["step"] == 2
+    with pytest.raises(CheckpointError, match="no readable checkpoint .*3 tried"):
+        mgr.load_latest(need=("G",), purpose="a test needs G")
+
+
+def test_check_fits_names_the_first_difference(tmp_path):
+    net = torch.nn.Linear(3, 2)
+    check_fits(net, net.state_dict(), "x.pt", "G")
+    for weights, needle in (({**net.state_dict(), "weight": torch.zeros(4, 3)}, r"weight is \(4, 3\) in the file, "
+                             r"\(2, 3\) for the config"), ({"weight": net.weight}, "bias missing"),
+                            ({**net.state_dict(), "extra": net.bias}, "extra unexpected"), ([1], "not a state dict")):
+        with pytest.raises(CheckpointError, match=needle):
+            check_fits(net, weights, "x.pt", "G")
 
 
 def test_manager_works_without_hard_links(tmp_path, monkeypatch):

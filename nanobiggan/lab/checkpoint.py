@@ -11,8 +11,10 @@ result; losing them to a kill mid-write or to pruning is losing the run. Hence:
   config as primitives, every RNG state), so safe loading accepts it.
 
 CheckpointManager writes step_XXXXXXXX.pt, last.pt and best.pt into one run directory and remembers the
-best metric in best.json. What a trainer state holds is nanobiggan/trainer.py's business; building a
-generator from a checkpoint is lab/generators.py's.
+best metric in best.json; `load_latest` falls back from a damaged last.pt to the newest readable step file, and
+`check_fits` refuses weights that do not fit the config saved with them (one line, not a size-mismatch
+traceback). What a trainer state holds is nanobiggan/trainer.py's business; building a generator from a
+checkpoint is lab/generators.py's.
 """
 
 import json
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nanobiggan.config import Config, from_saved
 from nanobiggan.lab.files import atomic_write, link_or_copy
 
 FORMAT = "nanobiggan-1"
@@ -53,8 +56,16 @@ def _why(path: Path, e: Exception) -> str:
     return f"{type(e).__name__}: {first[:160]}"
 
 
-def load_checkpoint(path, map_location="cpu") -> dict:
-    """torch.load(weights_only=True) with one-line errors for missing, damaged and foreign files."""
+def _siblings_hint(path: Path) -> str:
+    """For a damaged last.pt: the newest other step file beside it, which may be intact."""
+    steps = CheckpointManager(path.parent).steps() if path.name == "last.pt" else []
+    others = [p for p in (path.parent / f"step_{s:08d}.pt" for s in reversed(steps)) if not p.samefile(path)]
+    return f"; {others[0]} beside it may be intact: try that one" if others else ""
+
+
+def load_checkpoint(path, map_location="cpu", need=(), purpose: str = "") -> dict:
+    """torch.load(weights_only=True) with one-line errors for missing, damaged and foreign files, and for
+    checkpoints that lack a key in `need` (`purpose` says what they are needed for)."""
     path = Path(path)
     if not path.is_file():
         where = "is a directory" if path.is_dir() else "does not exist"
@@ -67,12 +78,39 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError... depending on the damage
         raise CheckpointError(f"{path} is not a readable nanobiggan checkpoint "
-                              f"(truncated or not a torch file): {_why(path, e)}") from None
+                              f"(truncated or not a torch file): {_why(path, e)}{_siblings_hint(path)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = f"format {state.get('format')!r}" if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} looks like a foreign checkpoint: expected format {FORMAT!r}, "
                               f"found {found}; load it with torch.load and convert its state_dicts")
+    missing = [k for k in need if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} has no {', '.join(missing)}: {purpose or 'use a checkpoint train.py wrote'}")
     return state
+
+
+def saved_config(state: dict, path) -> Config:
+    """The config a checkpoint was trained with; a CheckpointError naming the file if it is not a valid one."""
+    try:
+        return from_saved(state["config"])
+    except ValueError as e:
+        raise CheckpointError(f"{path}: the config saved in it is not valid ({e}); use a checkpoint train.py wrote")
+
+
+def check_fits(module: torch.nn.Module, weights, path, what: str) -> None:
+    """Refuse `weights` unless their names and shapes are `module`'s: a CheckpointError naming the first difference
+    (a checkpoint whose saved config does not describe its weights), never load_state_dict's size-mismatch dump."""
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{path}: its {what} weights are a {type(weights).__name__}, not a state dict")
+    own = module.state_dict()
+    wrong = [f"{k} missing" for k in own if k not in weights] + [f"{k} unexpected" for k in weights if k not in own]
+    wrong += [f"{k} is {tuple(getattr(weights[k], 'shape', ()))} in the file, {tuple(own[k].shape)} for the config"
+              for k in own if k in weights and (not isinstance(weights[k], torch.Tensor)
+                                                or weights[k].shape != own[k].shape)]
+    if wrong:
+        more = f"; {len(wrong) - 1} more" if len(wrong) > 1 else ""
+        raise CheckpointError(f"{path}: its {what} weights do not fit the config saved with it ({wrong[0]}{more}): "
+                              f"the file was changed after train.py wrote it; use another checkpoint")
 
 
 class CheckpointManager:
@@ -140,6 +178,25 @@ class CheckpointManager:
             raise ValueError(f"checkpoint name {name!r} must be letters/digits/._- and not last, best "
                              f"or step_N (those are managed)")
         return name + ".pt"
+
+    def load_latest(self, **kwargs) -> tuple[Path, dict, list[str]]:
+        """(path, state, why each newer file was skipped) of the newest readable checkpoint: last.pt, else the
+        step files newest first. FileNotFoundError if there is none, CheckpointError if none is readable.
+        `kwargs` go to load_checkpoint."""
+        candidates = [p for p in (self.directory / "last.pt",) if p.is_file()]
+        candidates += [self.directory / f"step_{s:08d}.pt" for s in reversed(self.steps())]
+        if not candidates:
+            raise FileNotFoundError(f"no checkpoint in {self.directory} (looked for last.pt and step_*.pt)")
+        skipped = []
+        for path in candidates:
+            if skipped and candidates[0].samefile(path):  # last.pt is a hard link to its step file
+                continue
+            try:
+                return path, load_checkpoint(path, **kwargs), skipped
+            except CheckpointError as e:
+                skipped.append(str(e))
+        raise CheckpointError(f"no readable checkpoint in {self.directory} ({len(skipped)} tried; the oldest: "
+                              f"{skipped[-1]})")
 
     def latest(self) -> Path | None:
         """last.pt, or the newest step file if a crash came between the two writes, or None."""

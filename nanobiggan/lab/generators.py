@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from nanobiggan.config import from_saved
 from nanobiggan.generator import Generator
-from nanobiggan.lab.checkpoint import CheckpointError, CheckpointManager, load_checkpoint, save_checkpoint
+from nanobiggan.lab.checkpoint import (CheckpointError, CheckpointManager, check_fits, load_checkpoint,
+                                      save_checkpoint, saved_config)
 from nanobiggan.lab.dataset_files import CIFAR10_CLASSES, FASHION_MNIST_CLASSES
 
 # Trained generators shipped with the package (EMA weights only, written by `slim`), so a fresh clone can sample.
@@ -61,13 +61,16 @@ def find_checkpoint(arg: str | None) -> Path:
 
 def load_generator(ckpt: Path, ema: bool = True, device="cpu"):
     """(G in eval mode, config, class names) from a nanobiggan checkpoint."""
-    state = load_checkpoint(ckpt)
-    cfg = from_saved(state["config"])
+    state = load_checkpoint(ckpt, need=("config", "G_ema"), purpose="sampling needs the EMA generator and its "
+                            "config; use a checkpoint train.py wrote")
+    cfg = saved_config(state, ckpt)
     G = Generator(cfg)
     if not ema and "G" not in state:
         raise CheckpointError(f"{ckpt} holds the EMA generator only (a shipped or slimmed checkpoint): "
                               f"drop --no-ema, or use a checkpoint train.py wrote")
-    G.load_state_dict(state["G_ema"]["model"] if ema else state["G"])
+    weights = state["G"] if not ema else state["G_ema"].get("model") if isinstance(state["G_ema"], dict) else None
+    check_fits(G, weights, ckpt, "EMA generator" if ema else "generator")
+    G.load_state_dict(weights)
     known = {"cifar10": CIFAR10_CLASSES, "fashion-mnist": FASHION_MNIST_CLASSES}.get(cfg.dataset)
     classes = list(known) if known else state.get("classes") or [str(i) for i in range(cfg.n_classes)]
     return G.to(device, memory_format=torch.channels_last).eval(), cfg, classes  # NHWC: faster convs
