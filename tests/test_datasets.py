@@ -131,7 +131,7 @@ def test_download_with_bad_checksum_or_no_network(cifar_dir, tmp_path, monkeypat
     point_download_at(monkeypatch, archive, md5="0" * 32)
     with pytest.raises(FileNotFoundError, match="checksum mismatch.*prepare_cifar10.py"):
         load_cifar10(tmp_path / "fresh")
-    assert not list((tmp_path / "fresh").iterdir())  # no partial archive left behind
+    assert not (tmp_path / "fresh").exists()  # no partial archive, and no folder the failure created
     point_download_at(monkeypatch, archive)
     monkeypatch.setattr(dataset_files, "CIFAR10_URL", (tmp_path / "missing.tar.gz").as_uri())
     with pytest.raises(FileNotFoundError, match="download failed.*prepare_cifar10.py"):
@@ -462,6 +462,27 @@ def test_image_folder_end_to_end_crop(tmp_path):
     assert y.item() == 0
 
 
+def test_sixteen_bit_gray_is_scaled_not_clipped(tmp_path):
+    """PIL's convert("RGB") clips I;16 at 255 (a white image); ImageFolder maps 0..65535 onto 0..255, rounded."""
+    (tmp_path / "only").mkdir()
+    levels = np.tile(np.array([0, 257, 32896, 65535], dtype=np.uint16), (4, 1))  # = 0, 1, 128, 255 in 8 bits
+    Image.fromarray(levels).save(tmp_path / "only" / "g16.png")
+    assert Image.open(tmp_path / "only" / "g16.png").mode == "I;16"
+    x, _ = ImageFolder(tmp_path, resolution=4)[0]  # 4x4 to 4x4: crop and resize change nothing
+    expected = torch.tensor([0, 1, 128, 255], dtype=torch.float32) / 127.5 - 1
+    torch.testing.assert_close(x, expected.expand(3, 4, 4), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode, array", [("I", np.arange(4, dtype=np.int32).reshape(2, 2) * 70000),
+                                         ("F", np.linspace(0, 1, 4, dtype=np.float32).reshape(2, 2))])
+def test_wide_pixel_modes_are_refused(tmp_path, mode, array):
+    (tmp_path / "only").mkdir()
+    Image.fromarray(array).save(tmp_path / "only" / "wide.png", format="TIFF")  # PIL reads content, not names
+    assert Image.open(tmp_path / "only" / "wide.png").mode == mode
+    with pytest.raises(DataError, match=f"wide.png: PIL mode {mode}"):
+        ImageFolder(tmp_path, resolution=2)
+
+
 def test_image_folder_hflip(image_dir):
     check_hflip(ImageFolder(image_dir, resolution=8, hflip=True), 2)
 
@@ -475,9 +496,14 @@ def test_image_folder_errors(tmp_path):
     (tmp_path / "cls" / "readme.txt").write_text("hi")
     with pytest.raises(DataError, match="no images"):
         ImageFolder(tmp_path, resolution=8)
+    Image.new("RGB", (4, 4)).save(tmp_path / "cls" / "fine.png")
     (tmp_path / "cls" / "broken.png").write_bytes(b"not really a png")
+    with pytest.raises(DataError, match="1 of 2 image files .* cannot be used: .*broken.png"):
+        ImageFolder(tmp_path, resolution=8)  # found when the dataset is built, not when the file is drawn
+    (tmp_path / "cls" / "broken.png").unlink()
     ds = ImageFolder(tmp_path, resolution=8)
-    with pytest.raises(DataError, match="broken.png"):
+    (tmp_path / "cls" / "fine.png").write_bytes(b"")  # damaged after the check: still one clear error
+    with pytest.raises(DataError, match="fine.png"):
         ds[0]
     for bad in (0, -3, 8.0, None):
         with pytest.raises(ValueError, match="resolution"):

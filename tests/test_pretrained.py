@@ -274,6 +274,7 @@ def test_offline_download_says_what_to_fetch_and_where(tmp_path, monkeypatch):
     msg = str(err.value)
     for f in (P.WEIGHTS_NAME, P.CONFIG_NAME):
         assert P.URLS["biggan-deep-256"][f] in msg and str(tmp_path / "biggan-deep-256" / f) in msg
+    assert "\n" not in msg and not (tmp_path / "biggan-deep-256").exists()  # one line; no empty folder left
 
 
 def test_a_cached_name_loads_without_downloading(narrow, tmp_path, monkeypatch):

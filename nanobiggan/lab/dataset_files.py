@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from nanobiggan.lab.files import atomic_write
+from nanobiggan.lab.files import atomic_write, undo_new_dirs
 
 DEFAULT_DATA_DIR = os.environ.get("NANOBIGGAN_DATA", "./data")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -137,7 +137,8 @@ def load_cifar10(data_dir: str | os.PathLike = DEFAULT_DATA_DIR, train: bool = T
         if not download:
             raise FileNotFoundError(_missing_message(folder, data_dir, "download disabled"))
         try:
-            _download_cifar10(data_dir)
+            with undo_new_dirs(data_dir):  # a failed download leaves no empty --data-dir behind
+                _download_cifar10(data_dir)
         except (OSError, DataError) as e:  # URLError and timeouts are OSErrors
             raise FileNotFoundError(_missing_message(folder, data_dir, f"download failed: {e}")) from None
         if not all((folder / n).is_file() for n in names):
@@ -201,8 +202,9 @@ def load_fashion_mnist(data_dir: str | os.PathLike = DEFAULT_DATA_DIR, train: bo
         if not download:
             raise FileNotFoundError(_fashion_missing_message(folder, names, "download disabled"))
         try:
-            for n in missing:
-                _download(FASHION_MNIST_URL + n, folder / n, FASHION_MNIST_MD5[n])
+            with undo_new_dirs(folder):  # a failed download leaves no empty --data-dir behind
+                for n in missing:
+                    _download(FASHION_MNIST_URL + n, folder / n, FASHION_MNIST_MD5[n])
         except (OSError, DataError) as e:  # URLError and timeouts are OSErrors
             raise FileNotFoundError(_fashion_missing_message(folder, names, f"download failed: {e}")) from None
     images, labels = _read_idx(folder / names[0], ndim=3), _read_idx(folder / names[1], ndim=1)

@@ -8,6 +8,10 @@ Fashion-MNIST's 28x28 grayscale images become 32x32 RGB without resampling a pix
 pixels of background on every side (its background is black, 0, so the border is -1 after scaling), and
 the gray channel is repeated 3 times. The model's 32-px architecture (G and D are RGB) is used unchanged.
 
+An image folder is checked when it is built: every file's header is read (fast: no pixels), so an unreadable
+file is named before training starts, not hours into it. 16-bit grayscale (PIL mode I;16) is scaled to 8 bits
+(v * 255 / 65535, rounded), not clipped at 255 as PIL's convert("RGB") would; 32-bit and float images are refused.
+
 ImageNet preprocessing follows the paper's setup (as in the authors' BigGAN-PyTorch): crop the
 centre square of side min(H, W), then resize it to R x R. We resize with PIL's BICUBIC filter, which
 is antialiased when shrinking (ImageNet photos are downscaled ~4x to 128 px). Random horizontal flips
@@ -31,6 +35,9 @@ from nanobiggan.lab.dataset_files import (CIFAR10_CLASSES, DEFAULT_DATA_DIR, FAS
                                           load_cifar10, load_fashion_mnist)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# PIL modes whose convert("RGB") keeps every value (8 bits per channel), and the 16-bit gray we scale ourselves.
+RGB_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
+GRAY16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
 def to_signed_float(images: torch.Tensor) -> torch.Tensor:
@@ -88,6 +95,26 @@ def center_crop_resize(img: Image.Image, resolution: int) -> Image.Image:
     return img.crop((left, top, left + s, top + s)).resize((resolution, resolution), Image.Resampling.BICUBIC)
 
 
+def to_rgb(img: Image.Image) -> Image.Image:
+    """An 8-bit RGB image: 16-bit gray scaled to 8 bits (rounded), every other readable mode by PIL."""
+    if img.mode in GRAY16_MODES:
+        v = np.asarray(img).astype(np.uint32)
+        img = Image.fromarray(((v * 255 + 32767) // 65535).astype(np.uint8))
+    return img.convert("RGB")
+
+
+def _unusable(path: Path) -> str | None:
+    """Why an image file cannot be used (from its header alone), or None."""
+    try:
+        with Image.open(path) as img:  # lazy: reads the header, not the pixels
+            mode = img.mode
+    except (OSError, ValueError) as e:  # UnidentifiedImageError (not an image, empty) is an OSError
+        return f"{path}: {e}"
+    if mode not in RGB_MODES + GRAY16_MODES:
+        return f"{path}: PIL mode {mode} (32-bit or float pixels) cannot become 8-bit RGB without a choice of scale"
+    return None
+
+
 class ImageFolder(Dataset):
     """Any `root/<class>/<...>/<image>` tree (ImageNet layout); classes are the sorted subfolder names."""
 
@@ -106,6 +133,11 @@ class ImageFolder(Dataset):
                         if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
         if not self.samples:
             raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under the class folders of {root}")
+        bad = [why for path, _ in self.samples if (why := _unusable(path))]
+        if bad:
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise DataError(f"{len(bad)} of {len(self.samples)} image files under {root} cannot be used: {bad[0]}"
+                            f"{more}; delete them, or convert them to 8-bit RGB or grayscale")
         self.root, self.resolution, self.hflip, self.num_classes = root, resolution, hflip, len(self.classes)
 
     def __len__(self):
@@ -115,7 +147,7 @@ class ImageFolder(Dataset):
         path, label = self.samples[i]
         try:
             with Image.open(path) as img:
-                img = center_crop_resize(img.convert("RGB"), self.resolution)
+                img = center_crop_resize(to_rgb(img), self.resolution)
         except OSError as e:
             raise DataError(f"cannot read image {path}: {e}") from None
         x = to_signed_float(rearrange(torch.from_numpy(np.asarray(img).copy()), "h w c -> c h w"))

@@ -1,13 +1,17 @@
-"""Files on disk: one atomic writer, one content hash, one cache directory.
+"""Files on disk: one atomic writer, one check of an output path, one content hash, one cache directory.
 
 A crash (a kill, a full disk, Ctrl-C) in the middle of a write must never leave half a file where a whole one
 was: a resumed run would load a truncated checkpoint, a cached statistic would be read half, a PNG would be
 cut. Every file this project writes (checkpoints, sample sheets, cached Inception statistics, classifier
 weights, downloads, reports) goes through `atomic_write`: a temp file beside the target, fsync, os.replace,
 fsync of the directory. A path then always holds either the previous complete file or the new one.
+
+An output path that cannot be written is refused before the work that would fill it (`check_writable`), and a
+step that fails halfway removes the directories it created (`undo_new_dirs`): a failed command leaves no trace.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -57,6 +61,47 @@ def link_or_copy(src: Path, dst: Path) -> Path:
         tmp.unlink(missing_ok=True)
         atomic_write(dst, lambda fh: fh.write(Path(src).read_bytes()))
     return dst
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_writable(path, flag: str, directory: bool = False) -> Path:
+    """Refuse, before any work, an output `path` (a file, or a directory with directory=True) that cannot be
+    made: a directory where a file goes or the reverse, a file among its parents, a place this process cannot
+    create anything in (permissions, a read-only disk, /proc). Probes with a temporary directory, removed at once."""
+    path = Path(path).expanduser()
+    if path.exists() and path.is_dir() != directory:
+        raise ValueError(f"{flag} {path} is a {'file' if directory else 'directory'}: give "
+                         f"{'a directory' if directory else 'a file name'}")
+    base = _existing_ancestor(path if directory else path.parent)
+    if not base.is_dir():
+        raise ValueError(f"{flag} {path}: {base} is a file, so nothing can be created under it; choose another path")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=base, prefix=".write-probe-"))
+    except OSError as e:
+        raise ValueError(f"{flag} {path}: cannot create anything in {base} ({e.strerror}); "
+                         f"choose a writable place") from None
+    return path
+
+
+@contextlib.contextmanager
+def undo_new_dirs(path):
+    """Run the block; if it raises, remove the directories on the way to `path` (and `path`) that it created, so
+    a failed download into a nonexistent --data-dir leaves nothing behind."""
+    path = Path(path).expanduser().absolute()
+    new = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
+    try:
+        yield
+    except BaseException:
+        for p in new:
+            with contextlib.suppress(OSError):  # not empty (someone else's files) or already gone: leave it
+                p.rmdir()
+        raise
 
 
 @functools.lru_cache(maxsize=None)

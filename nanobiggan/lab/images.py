@@ -35,12 +35,18 @@ def to_uint8(images) -> torch.Tensor:
     return repeat(x, "n 1 h w -> n 3 h w") if x.shape[1] == 1 else x
 
 
+def check_png_path(path, what: str = "save_grid") -> Path:
+    """`path` as a Path if it ends in .png (the only format written here), else a ValueError."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"{what} writes PNG files: give a path ending in .png, got {str(path)!r}")
+    return path
+
+
 def save_grid(images: torch.Tensor, path, nrow: int, padding: int = 2) -> Path:
     """Write (n 3 h w) images in [-1, 1] as one PNG: rows of `nrow` images, `padding` black pixels
     around and between them. Atomic (files.atomic_write): a reader never sees half a PNG."""
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"save_grid writes PNG files: give a path ending in .png, got {str(path)!r}")
+    path = check_png_path(path)
     if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
         raise ValueError(f"nrow (images per row) must be an int >= 1, got {nrow!r}")
     x = rearrange(to_uint8(images), "n c h w -> n h w c")

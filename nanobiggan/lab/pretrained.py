@@ -46,7 +46,7 @@ from einops import rearrange
 from nanobiggan.attention import SelfAttention
 from nanobiggan.config import Config, get_config
 from nanobiggan.generator import Generator
-from nanobiggan.lab.files import cache_dir
+from nanobiggan.lab.files import cache_dir, undo_new_dirs
 from nanobiggan.spectral_norm import SpectralNorm
 
 WEIGHTS_NAME, CONFIG_NAME = "pytorch_model.bin", "config.json"  # the reference's file names
@@ -261,13 +261,14 @@ def _folder(path_or_name) -> Path:
     folder = cache_dir() / name
     todo = [f for f in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / f).is_file()]
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for f in todo:
-            _download(URLS[name][f], folder / f)
+        with undo_new_dirs(folder):  # a failed download leaves no empty folder in the cache
+            folder.mkdir(parents=True, exist_ok=True)
+            for f in todo:
+                _download(URLS[name][f], folder / f)
     except OSError as e:  # urllib's URLError / HTTPError included
-        by_hand = "\n".join(f"  {URLS[name][f]}  ->  {folder / f}" for f in (WEIGHTS_NAME, CONFIG_NAME))
-        raise ConnectionError(f"could not download {name} ({e}). Offline, or moved? Fetch the two files:\n"
-                              f"{by_hand}\nthen load({name!r}) again, or load() the folder you put them "
+        by_hand = "; ".join(f"{URLS[name][f]} -> {folder / f}" for f in (WEIGHTS_NAME, CONFIG_NAME))
+        raise ConnectionError(f"could not download {name} ({e}). Offline, or moved? Fetch the two files "
+                              f"({by_hand}), then load({name!r}) again, or load() the folder you put them "
                               f"in ($NANOBIGGAN_CACHE moves the cache).") from e
     return folder
 
