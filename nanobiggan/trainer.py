@@ -183,12 +183,17 @@ class Trainer:
                 "scaler": self.scaler.state_dict(), "rng": rng_state()}
 
     def load_state_dict(self, state: dict) -> int:
-        """Restore everything; returns how many real batches had been drawn (lab/datasets.py's Batches resumes)."""
+        """Restore everything; returns how many real batches had been drawn (lab/datasets.py's Batches resumes).
+        The optimizers' and the EMA's settings stay this trainer's config's: a resumed run may change them."""
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         self.ema.load_state_dict(state["G_ema"])
+        self.ema.decay, self.ema.start = self.cfg.ema_decay, self.cfg.ema_start
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        for opt, lr in ((self.opt_g, self.cfg.g_lr), (self.opt_d, self.cfg.d_lr)):
+            for group in opt.param_groups:
+                group.update(lr=lr, betas=(self.cfg.beta1, self.cfg.beta2), eps=self.cfg.adam_eps)
         self.scaler.load_state_dict(state["scaler"])
         self.step = state["step"]
         set_rng_state(state["rng"])

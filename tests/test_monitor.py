@@ -34,6 +34,18 @@ def test_runlog_round_trip_and_truncated_last_line(tmp_path):
     assert [r["step"] for r in RunLog.read(path)] == [0, 10, 20]
 
 
+def test_drop_after_keeps_one_record_per_step(tmp_path):
+    """A run resumed from step 2 does steps 3.. again: their old records go, lines without a step stay."""
+    log = RunLog(tmp_path / "log.jsonl")
+    for record in ({"step": 1}, {"note": "no step"}, {"step": 2}, {"step": 3}, {"step": 3, "fid": 9.0}):
+        log.write(record)
+    before = (tmp_path / "log.jsonl").stat().st_mtime_ns
+    assert log.drop_after(3) == 0 and (tmp_path / "log.jsonl").stat().st_mtime_ns == before  # untouched
+    assert log.drop_after(2) == 2
+    assert RunLog.read(tmp_path / "log.jsonl") == [{"step": 1}, {"note": "no step"}, {"step": 2}]
+    assert RunLog(tmp_path / "absent.jsonl").drop_after(0) == 0
+
+
 def test_runlog_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no run log"):
         RunLog.read(tmp_path / "missing.jsonl")

@@ -1,11 +1,19 @@
 """What train.py does around the training step, on the main process: the JSONL log with σ0 of every layer,
 the collapse watch (BigGAN §4) that keeps the checkpoint from before a collapse, sample sheets, evaluation of
-the EMA generator (FID, class accuracy) and checkpoints. train.py's loop is `train_step`, then `after_step`.
+the EMA generator (FID, class accuracy) and checkpoints. train.py's loop is `train_step`, then `after_step`,
+inside `with Bookkeeping(...)`.
+
+It also stops a run that cannot go on well, with one line (`RunStopped`) and the last good checkpoint kept: losses
+or weights that are no longer finite (a NaN run is never saved over last.pt), a checkpoint that cannot be written
+(a full disk), and Ctrl-C, which finishes the step, saves it and names the file.
 
 Tutorial: tutorials/06_training_cifar10.md
 """
 from __future__ import annotations
 
+import math
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -23,26 +31,61 @@ from nanobiggan.sampling import class_sheet_inputs, generate, prepare_for_sampli
 SHEET_STANDING_BATCHES = 10  # a sheet is a picture of progress, not a score: 10 of the protocol's batches of 64
 
 
+class RunStopped(Exception):
+    """The run stopped before its last step: `str()` is the one line to print, `status` the exit status."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
+
+
 class Bookkeeping:
-    """The bookkeeping of one run (`cfg.out_dir`): `after_step(stats, batches)` after every G step, `close()` at
-    the end. On processes other than the main one it does nothing. `state` is a checkpoint being resumed."""
+    """The bookkeeping of one run (`cfg.out_dir`): `with Bookkeeping(...) as books:` around the loop (it owns
+    Ctrl-C there), `after_step(stats, batches)` after every G step, `close()` after the last. On processes other
+    than the main one it only watches for NaN and Ctrl-C. `state` is a checkpoint being resumed."""
 
     def __init__(self, trainer, classes, main_process: bool = True, state: dict | None = None):
         self.trainer, self.classes, self.main, cfg = trainer, classes, main_process, trainer.cfg
         self.out = Path(cfg.out_dir)
         self.manager = CheckpointManager(self.out, keep_last=cfg.keep_last) if main_process else None
         self.log = RunLog(self.out / "log.jsonl") if main_process else None
+        if self.log and state and (dropped := self.log.drop_after(state["step"])):
+            tqdm.write(f"log.jsonl: dropped {dropped} record(s) past step {state['step']}, from the run after "
+                       f"that checkpoint (this one does those steps again)")
         self.detector = CollapseDetector()
         if state and state.get("collapse"):
             self.detector.load_state_dict(state["collapse"])
         self.evaluator = TrainingEval(cfg, trainer.device, log=tqdm.write) if main_process and cfg.eval_every else None
         self.bar = tqdm(total=cfg.steps, initial=trainer.step, disable=not main_process, dynamic_ncols=True)
         self.last_saved, self.t0, self.step0 = None, time.perf_counter(), trainer.step
+        self.last_good = state["step"] if state else None  # the step last.pt holds
         self.t_start = self.t0  # the log's wall_s: seconds since this process's loop began (curves vs minutes)
+        self.interrupted, self._sigint = False, None
+
+    def __enter__(self) -> Bookkeeping:
+        if threading.current_thread() is threading.main_thread():  # only there can a signal handler be set
+            self._sigint = signal.signal(signal.SIGINT, self._on_ctrl_c)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._sigint is not None:
+            signal.signal(signal.SIGINT, self._sigint)
+        self.bar.close()
+
+    def _on_ctrl_c(self, signum, frame) -> None:
+        if self.interrupted:  # the second Ctrl-C: stop at once; atomic writes leave every file whole
+            raise KeyboardInterrupt
+        self.interrupted = True
+        tqdm.write("Ctrl-C: stopping after this step, with a checkpoint (Ctrl-C again quits at once, unsaved)")
 
     def after_step(self, stats: dict, batches) -> None:
         cfg, step = self.trainer.cfg, self.trainer.step
+        not_finite = [f"{k}={v}" for k, v in stats.items() if not math.isfinite(v)]
+        if not_finite:  # every process: under torchrun all of them stop
+            raise self._diverged(", ".join(not_finite))
         if not self.main:
+            if self.interrupted:
+                raise RunStopped(f"interrupted (Ctrl-C) at step {step}", status=130)
             return
         self.bar.update(1)
         if self._due(cfg.log_every):
@@ -50,16 +93,47 @@ class Bookkeeping:
         if self._due(cfg.sample_every):
             self._sheet(self.out / "samples" / f"step_{step:08d}.png")
         fid = self._evaluate() if self.evaluator is not None and step % cfg.eval_every == 0 else None
-        if self._due(cfg.ckpt_every) or fid is not None:  # evaluated weights are saved: best.pt has the best FID
-            self.manager.save({**self.trainer.state_dict(batches), "collapse": self.detector.state_dict(),
-                               "classes": self.classes}, step, metric=fid)
-            self.last_saved = step
+        interrupted = self.interrupted  # read once: a Ctrl-C after this line stops the run after the next step
+        if self._due(cfg.ckpt_every) or fid is not None or interrupted:  # evaluated weights are saved too
+            self._save(batches, fid)
+        if interrupted:
+            raise RunStopped(f"interrupted (Ctrl-C) at step {step}: saved {self.out / f'step_{step:08d}.pt'} "
+                             f"(= last.pt); continue with: python train.py --resume {self.out}", status=130)
 
     def close(self) -> None:
-        self.bar.close()
         if self.main:
-            plot_run(self.out / "log.jsonl", self.out / "plots")
+            if self.log.path.is_file():
+                plot_run(self.log.path, self.out / "plots")
             print(f"done: {self.trainer.step} steps; checkpoints, samples and plots in {self.out}")
+
+    def _save(self, batches, fid: float | None) -> None:
+        """A checkpoint (best.pt too if `fid` is the best), unless a weight is not finite; a write that fails
+        (a full disk) stops the run in one line, the previous checkpoint intact (atomic writes)."""
+        tr, step = self.trainer, self.trainer.step
+        broken = [name for name, net in (("G", tr.G), ("D", tr.D), ("the EMA of G", tr.ema.model))
+                  if not all(t.isfinite().all() for t in net.state_dict().values() if t.is_floating_point())]
+        if broken:
+            raise self._diverged(f"non-finite weights in {', '.join(broken)}")
+        try:
+            self.manager.save({**tr.state_dict(batches), "collapse": self.detector.state_dict(),
+                               "classes": self.classes}, step, metric=fid)
+        except OSError as e:
+            raise RunStopped(f"error: cannot save step {step}'s checkpoint in {self.out} ({e.strerror or e}); "
+                             f"{self._kept()}. Free some space, then continue with: python train.py --resume "
+                             f"{self.out}") from None
+        self.last_saved = self.last_good = step
+
+    def _kept(self) -> str:
+        return f"last.pt still holds step {self.last_good}" if self.last_good is not None else \
+            "no checkpoint was written yet"
+
+    def _diverged(self, what: str) -> RunStopped:
+        cfg, step = self.trainer.cfg, self.trainer.step
+        lower = f"--g-lr {cfg.g_lr / 2:g} --d-lr {cfg.d_lr / 2:g}"
+        then = (f"{self._kept()}, the last finite checkpoint; continue from it with smaller learning rates: "
+                f"python train.py --resume {self.out} {lower}") if self.last_good is not None else \
+            f"no checkpoint was written; start again with smaller learning rates ({lower}) and --overwrite"
+        return RunStopped(f"error: the run diverged at step {step} ({what}) and stopped without saving: {then}")
 
     def _due(self, every: int) -> bool:
         """Every `every` G steps, and at the last one."""

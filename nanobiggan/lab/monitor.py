@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nanobiggan.lab.files import atomic_write
+
 
 def _plain(x):
     """json.dumps fallback: 0-d tensors / numpy scalars become Python numbers."""
@@ -44,6 +46,17 @@ class RunLog:
 
     log = write  # alias
 
+    def drop_after(self, step: int) -> int:
+        """Remove, atomically, the records of steps after `step`: a run resumed from its step-`step` checkpoint
+        does those steps again, and its log must not hold them twice. Returns how many were dropped."""
+        if not self.path.is_file():
+            return 0
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        keep = [line for line in lines if _step(line) <= step]
+        if len(keep) < len(lines):
+            atomic_write(self.path, lambda fh: fh.write("".join(keep).encode("utf-8")))
+        return len(lines) - len(keep)
+
     @staticmethod
     def read(path) -> list[dict]:
         """All records of the log at `path`; a truncated (unparsable) LAST line is skipped."""
@@ -62,6 +75,15 @@ class RunLog:
                     break  # killed mid-write
                 raise ValueError(f"{path}, line {i + 1} is not valid JSON (corrupted log?): {line[:80]!r}") from None
         return records
+
+
+def _step(line: str) -> float:
+    """A log line's step; -inf for a line without one (kept by drop_after)."""
+    try:
+        step = json.loads(line).get("step")
+    except (json.JSONDecodeError, AttributeError):
+        return float("-inf")
+    return step if isinstance(step, int) else float("-inf")
 
 
 def _series(records, key):
