@@ -15,22 +15,22 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 import torch
 
 from nanobiggan.lab import pretrained
-from nanobiggan.lab.cli import pick_device
+from nanobiggan.lab.cli import Parser, check_counts, one_line_errors, pick_device
+from nanobiggan.lab.files import check_writable
 from nanobiggan.lab.generators import find_checkpoint, is_shipped, load_generator
-from nanobiggan.lab.images import save_grid
+from nanobiggan.lab.images import check_png_path, save_grid
 from nanobiggan.sampling import (STANDING_BATCH_SIZE, class_sheet_inputs, generate, interpolation_inputs,
                                  prepare_for_sampling)
-from nanobiggan.truncation import check_threshold, tfhub_truncated_normal
+from nanobiggan.truncation import MIN_THRESHOLD, check_threshold, tfhub_truncated_normal
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python sample.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="a checkpoint file, a run directory, or a shipped generator (cifar10, "
                    "fashion-mnist); default: the newest runs/*/last.pt, else a shipped generator")
     p.add_argument("--truncation", type=float, default=None,
@@ -73,54 +73,54 @@ def resolve_classes(names: list[str] | None, classes: list[str]) -> list[int] | 
     return ids
 
 
+@one_line_errors
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        check(args)
-        device = pick_device(args.device)
-        if args.pretrained:
-            return sample_pretrained(args, device)
-        ckpt = find_checkpoint(args.checkpoint)
-        G, cfg, classes = load_generator(ckpt, ema=not args.no_ema, device=device)
-        ids = resolve_classes(args.classes, classes)
-        prepare_for_sampling(G, args.truncation, args.standing_batches or cfg.standing_batches, args.seed,
-                             args.standing_batch_size)  # the sampling protocol, at this truncation
-        if args.interp:  # (z, class embedding) pairs for G.synthesize, 4 rows of 8 steps
-            z, e = interpolation_inputs(G, args.interp, threshold=args.truncation, seed=args.seed, classes=ids)
-            images = generate(G, z, e, batch_size=args.batch_size)
-            nrow = len(images) // 4 if len(images) % 4 == 0 else int(math.sqrt(len(images)))
-        else:  # one row per class, one z per column
-            z, y = class_sheet_inputs(cfg.z_dim, cfg.n_classes, classes=ids, per_class=args.n,
-                                      threshold=args.truncation, seed=args.seed)
-            images, nrow = generate(G, z, y, batch_size=args.batch_size), args.n
-        name = "interp.png" if args.interp else "sample.png"
-        # beside the checkpoint, except for a shipped generator: never write into the installed package
-        print(save_grid(images, Path(args.out) if args.out else Path(name) if is_shipped(ckpt) else ckpt.parent / name,
-                        nrow=nrow))
-    except (ValueError, FileNotFoundError, ConnectionError) as e:  # e.g. --interp class with a single --class
-        sys.exit(f"error: {e}")
+    check(args)
+    device = pick_device(args.device)
+    if args.pretrained:
+        return sample_pretrained(args, device)
+    ckpt = find_checkpoint(args.checkpoint)
+    name = "interp.png" if args.interp else "sample.png"
+    # beside the checkpoint, except for a shipped generator: never write into the installed package
+    out = check_writable(Path(args.out) if args.out else Path(name) if is_shipped(ckpt) else ckpt.parent / name,
+                         "--out")
+    G, cfg, classes = load_generator(ckpt, ema=not args.no_ema, device=device)
+    ids = resolve_classes(args.classes, classes)
+    prepare_for_sampling(G, args.truncation, args.standing_batches or cfg.standing_batches, args.seed,
+                         args.standing_batch_size)  # the sampling protocol, at this truncation
+    if args.interp:  # (z, class embedding) pairs for G.synthesize, 4 rows of 8 steps
+        z, e = interpolation_inputs(G, args.interp, threshold=args.truncation, seed=args.seed, classes=ids)
+        images = generate(G, z, e, batch_size=args.batch_size)
+        nrow = len(images) // 4 if len(images) % 4 == 0 else int(math.sqrt(len(images)))
+    else:  # one row per class, one z per column
+        z, y = class_sheet_inputs(cfg.z_dim, cfg.n_classes, classes=ids, per_class=args.n,
+                                  threshold=args.truncation, seed=args.seed)
+        images, nrow = generate(G, z, y, batch_size=args.batch_size), args.n
+    print(save_grid(images, out, nrow=nrow))
 
 
 def check(args) -> None:
-    """The flags' values, before anything is loaded: ValueError naming the flag."""
+    """The flags' values, before anything is loaded: ValueError naming the flag. The released weights scale z
+    (TF-Hub's convention), so only resampling has a smallest threshold."""
     if args.truncation is not None:
-        check_threshold(args.truncation)
-    for flag in ("n", "batch_size", "standing_batch_size", "standing_batches"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+        check_threshold(args.truncation, "--truncation", smallest=0 if args.pretrained else MIN_THRESHOLD)
+    check_counts(args, "n", "batch_size", "standing_batch_size", "standing_batches")
+    if args.out:
+        check_png_path(args.out, "--out")
 
 
 def sample_pretrained(args, device) -> None:
     """The released BigGAN-deep: its own BN statistics per truncation (no standing stats: they would
     overwrite them) and the TF-Hub convention z = t * truncnorm(-2, 2) it was trained and published with."""
     t = 1.0 if args.truncation is None else args.truncation
+    out = check_writable(Path(args.out or "pretrained.png"), "--out")  # before the download and the forward passes
     G, cfg = pretrained.load(args.pretrained, truncation=t, device=device)
     ids = None if args.classes is None else [pretrained.imagenet_class(c) for c in args.classes]
     _, y = class_sheet_inputs(cfg.z_dim, cfg.n_classes, classes=ids, per_class=args.n, seed=args.seed)
     columns = tfhub_truncated_normal((args.n, cfg.z_dim), t, generator=torch.Generator().manual_seed(args.seed))
     z = columns.repeat(len(y) // args.n, 1)  # one z per column, shared by every row (class)
-    print(save_grid(generate(G, z, y, batch_size=args.batch_size), Path(args.out or "pretrained.png"), nrow=args.n))
+    print(save_grid(generate(G, z, y, batch_size=args.batch_size), out, nrow=args.n))
 
 
 if __name__ == "__main__":

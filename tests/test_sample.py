@@ -99,27 +99,10 @@ def test_interpolation_sheets(run_dir, tmp_path, mode):
 
 
 
-@pytest.mark.parametrize("extra, expected", [
-    (["--truncation", "0"], "truncation"), (["--truncation", "-1"], "truncation"),
-    (["--truncation", "nan"], "truncation"),
-    (["--class", "10"], "out of range"), (["--class", "-1"], "out of range"),
-    (["--class", "unicorn"], "unknown class 'unicorn'"),
-    (["--n", "0"], "--n"), (["--batch-size", "0"], "--batch-size"), (["--standing-batches", "0"], "--standing-batches"),
-    (["--interp", "class", "--class", "3"], "at least 2 class ids"),
-    (["--out", "sheet.jpg"], "PNG"),
-])
-def test_bad_sampling_arguments(run_dir, extra, expected, cli_error):
-    assert expected in cli_error(sample.main, ["--checkpoint", str(run_dir), *FAST, *extra])
-
-
-def test_bad_checkpoints(tmp_path, monkeypatch, cli_error):
-    assert "no checkpoint at" in cli_error(sample.main, ["--checkpoint", str(tmp_path / "missing.pt")])
-    assert "holds no checkpoint" in cli_error(sample.main, ["--checkpoint", str(tmp_path)])
-    (tmp_path / "notes.pt").write_text("these are not weights\n")
-    assert "not a readable nanobiggan checkpoint" in cli_error(sample.main, ["--checkpoint", str(tmp_path / "notes.pt")])
-    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
-    assert "foreign checkpoint" in cli_error(sample.main, ["--checkpoint", str(tmp_path / "foreign.pt")])
-    monkeypatch.chdir(tmp_path)  # no runs/*/last.pt here, and no shipped generator
+def test_no_checkpoint_anywhere(tmp_path, monkeypatch, cli_error):
+    """No --checkpoint, no runs/*/last.pt and no shipped generator: what to do. (Every other bad input:
+    tests/test_bad_input.py.)"""
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(generators, "SHIPPED_DIR", tmp_path / "none")
     assert "no checkpoint found" in cli_error(sample.main, [])
 

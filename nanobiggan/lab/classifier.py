@@ -44,9 +44,9 @@ import torch.nn.functional as F
 from einops import repeat
 from torch import nn
 
-from nanobiggan.lab.cli import pick_device
+from nanobiggan.lab.cli import Parser, check_counts, one_line_errors, pick_device
 from nanobiggan.lab.datasets import get_dataset, to_signed_float
-from nanobiggan.lab.files import atomic_write, file_sha256
+from nanobiggan.lab.files import atomic_write, check_writable, file_sha256
 
 SHIPPED = Path(__file__).parents[1] / "classifiers"  # nanobiggan/classifiers/{dataset}.pt
 KNOWN_SHA256 = {
@@ -216,8 +216,11 @@ def load_classifier(dataset_or_path, device="cpu") -> Classifier:
         raise ValueError(f"{path} has sha256 {sha}, but the shipped {name} classifier has {expected}: "
                          f"refusing a changed file (scores would not be comparable). Restore it from the "
                          f"repository, or pass a retrained file by its path")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("meta", {}).get("format") != FORMAT:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # RuntimeError, UnpicklingError, EOFError... depending on what the file is
+        state = None
+    if not isinstance(state, dict) or not isinstance(state.get("meta"), dict) or state["meta"].get("format") != FORMAT:
         raise ValueError(f"{path} is not a nanobiggan classifier file (format {FORMAT!r})")
     meta = state["meta"]
     with torch.random.fork_rng(devices=[]):  # the init (overwritten below) must not move train.py's RNG stream
@@ -247,9 +250,10 @@ def check_classifier(classifier, cfg) -> None:
 # ----------------------------------------------------------------------------- command line
 
 
+@one_line_errors
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m nanobiggan.classifier", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m nanobiggan.classifier", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", required=True, choices=list(RECIPES))
     p.add_argument("--data-dir", default=None, help="folder holding the dataset (default: ./data or $NANOBIGGAN_DATA)")
     p.add_argument("--epochs", type=int, default=None,
@@ -262,13 +266,14 @@ def main(argv=None):
     p.add_argument("--no-bf16", action="store_true", help="train in float32 (slow on CPUs without bf16)")
     p.add_argument("--out", required=True, help="the classifier file to write")
     args = p.parse_args(argv)
-    try:
-        device = pick_device(args.device)
-        net, meta = train_classifier(args.dataset, args.data_dir, args.epochs, args.batch_size, seed=args.seed,
-                                     device=device, bf16=not args.no_bf16,
-                                     widths=args.widths and tuple(args.widths), log=lambda s: print(s, flush=True))
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}")
+    if args.widths and min(args.widths) < 1:
+        p.error(f"argument --widths: channel counts must be >= 1, got {' '.join(map(str, args.widths))}")
+    check_counts(args, "epochs", "batch_size")
+    check_writable(args.out, "--out")  # before the minutes of training
+    device = pick_device(args.device)
+    net, meta = train_classifier(args.dataset, args.data_dir, args.epochs, args.batch_size, seed=args.seed,
+                                 device=device, bf16=not args.no_bf16,
+                                 widths=args.widths and tuple(args.widths), log=lambda s: print(s, flush=True))
     sha = save_classifier(net, meta, args.out)
     print(f"test accuracy {meta['test_accuracy']:.4f} (n={meta['test_n']}, float16 weights) after {meta['epochs']} "
           f"epochs in {meta['wall_seconds']:.0f} s wall, {meta['cpu_seconds']:.0f} s CPU "

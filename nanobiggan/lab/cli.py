@@ -1,4 +1,5 @@
-"""What the command lines share: a flag for every config field, and the device they run on.
+"""What the command lines share: a parser whose errors are one line, `error: ...` exits for everything a user can
+get wrong, a flag for every config field, checks of counts and seeds, and the device they run on.
 
 Tutorial: tutorials/10_scaling_up.md
 """
@@ -6,10 +7,36 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import sys
 
 import torch
 
-from nanobiggan.config import Config
+from nanobiggan.config import MAX_SEED, Config
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a mistyped flag or value said in one line (`error: ...`, exit status 2), not usage + error."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_abbrev=False, **kwargs)  # a typo such as --sample-ever must fail, not match a prefix
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def one_line_errors(main):
+    """Wrap a command line's main: a ValueError or OSError (a bad value, a missing or unwritable file, a full disk)
+    and Ctrl-C become one line, `error: ...`, and a non-zero exit instead of a traceback."""
+    @functools.wraps(main)
+    def wrapped(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except (ValueError, OSError) as e:
+            sys.exit("error: " + " ".join(line.strip() for line in str(e).splitlines() if line.strip()))
+        except KeyboardInterrupt:
+            sys.exit("error: interrupted (Ctrl-C); every file written so far is complete (atomic writes)")
+    return wrapped
 
 
 def parse_bool(s: str) -> bool:
@@ -38,16 +65,33 @@ def config_overrides(args: argparse.Namespace) -> dict:
             if f.name != "name" and getattr(args, f.name) is not None}
 
 
+def check_counts(args: argparse.Namespace, *flags: str) -> None:
+    """Each of these flags, when given, is an int >= 1 (a count of images or batches); --seed in 0..MAX_SEED."""
+    for flag in flags:
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if getattr(args, "seed", None) is not None and not 0 <= args.seed <= MAX_SEED:
+        raise ValueError(f"--seed must be in 0..{MAX_SEED}, got {args.seed}")
+
+
 def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """'auto' (CUDA, then Apple's MPS, then the CPU), 'cpu', 'cuda' (this process's GPU under torchrun: its
-    LOCAL_RANK) or 'mps'; a ValueError that says what to pass instead for anything unavailable or unknown."""
+    LOCAL_RANK), 'cuda:N' or 'mps'; a ValueError that says what to pass instead for anything unavailable or unknown."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    if name == "cuda":
+    kind, _, index = name.partition(":")
+    if kind == "cuda" and (not index or index.isdigit()):
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
+            raise ValueError(f"--device {name}: no CUDA GPU is visible to torch; use --device cpu")
+        gpu = int(index) if index else local_rank
+        if gpu >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                             f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
+        torch.cuda.set_device(gpu)
+        return torch.device("cuda", gpu)
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps: Apple's MPS is not available to this torch; use --device cpu")
     if name not in ("cpu", "mps"):
-        raise ValueError(f"--device {name!r}: choose auto, cpu, cuda or mps")
+        raise ValueError(f"--device {name!r}: choose auto, cpu, cuda, cuda:N or mps")
     return torch.device(name)

@@ -13,16 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 from nanobiggan import metrics
 from nanobiggan.lab import files, inception, protocol
 from nanobiggan.lab.classifier import KNOWN_SHA256, check_classifier, load_classifier
-from nanobiggan.lab.cli import pick_device
-from nanobiggan.lab.files import atomic_write
-from nanobiggan.lab.generators import find_checkpoint, load_generator
+from nanobiggan.lab.cli import Parser, check_counts, one_line_errors, pick_device
+from nanobiggan.lab.files import atomic_write, check_writable
+from nanobiggan.lab.generators import find_checkpoint, is_shipped, load_generator
 from nanobiggan.sampling import STANDING_BATCH_SIZE
 from nanobiggan.truncation import check_threshold
 
@@ -98,16 +97,14 @@ def _threshold(s: str):
     if s.lower() == "none":
         return None
     try:
-        t = float(s)
-        check_threshold(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive threshold such as 0.5, or 'none'; got {s!r}")
-    return t
+        return check_threshold(float(s))
+    except ValueError as e:  # float('abc') too
+        raise argparse.ArgumentTypeError(f"expected a threshold such as 0.5, or 'none'; got {s!r} ({e})")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m nanobiggan.evaluate", description=__doc__ + "\n" + protocol.__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m nanobiggan.evaluate", description=__doc__ + "\n" + protocol.__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="a checkpoint file or run directory (default: newest runs/*/last.pt)")
     p.add_argument("--n", type=int, default=DEFAULT_N, help=f"generated samples (default {DEFAULT_N})")
     t = p.add_mutually_exclusive_group()
@@ -137,10 +134,7 @@ def parse_args(argv=None):
 
 
 def _check(args) -> None:
-    for flag in ("n", "batch_size", "standing_batches", "standing_batch_size", "ref_n"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    check_counts(args, "n", "batch_size", "standing_batches", "standing_batch_size", "ref_n")
     if args.min_samples < 2:
         raise ValueError(f"--min-samples must be >= 2 (a covariance needs two samples), got {args.min_samples}")
 
@@ -172,59 +166,69 @@ def load_classifier_for(choice: str | None, cfg, device="cpu"):
     return classifier
 
 
+def _outputs(args, ckpt: Path) -> tuple[Path | None, Path | None]:
+    """(JSON file, sweep plot folder), checked writable before any work: a sweep writes both, by default beside
+    the checkpoint (a shipped one: the working directory, never the installed package)."""
+    json_path = check_writable(args.json, "--json") if args.json else None
+    if args.cache_dir:
+        check_writable(args.cache_dir, "--cache-dir", directory=True)
+    if not args.truncation_sweep:
+        return json_path, None
+    out_dir = Path(args.out_dir) if args.out_dir else json_path.parent if json_path else \
+        Path(".") if is_shipped(ckpt) else ckpt.parent
+    check_writable(out_dir, "--out-dir", directory=True)
+    return json_path or check_writable(out_dir / "truncation_sweep.json", "--json"), out_dir
+
+
+@one_line_errors
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        _check(args)
-        device = pick_device(args.device)
-        ckpt = find_checkpoint(args.checkpoint)
-        G, cfg, classes = load_generator(ckpt, ema=not args.no_ema, device=device)
-        classifier = None if args.classifier == "none" else load_classifier_for(args.classifier, cfg, device)
-        net, ref, why = None, None, None
-        if args.inception == "none":  # class accuracy alone: no Inception pass, no reference statistics
-            if classifier is None:
-                raise ValueError("--inception none with --classifier none leaves nothing to score")
-            why = "skipped (--inception none)"
-        else:
-            try:
-                net = inception.load_inception(args.inception, device)
-            except FileNotFoundError as e:
-                if classifier is None or args.inception or os.environ.get("NANOBIGGAN_INCEPTION"):
-                    raise  # a network asked for by name must exist; only the default one may be absent
-                why = e
-        if net is None:
-            print(f"FID, KID and IS unavailable: {why}\nscoring class accuracy only")
-        if net is not None:
-            _check_fid_n(args)
-        print(f"{ckpt}: {cfg.name}, {'raw G weights (NOT the protocol)' if args.no_ema else 'EMA weights'}; "
-              + (f"Inception {net.kind} {net.path} (sha256 {net.sha256[:12]}); " if net else "")
-              + f"device {device}")
-        if net is not None:
-            if args.min_samples < metrics.MIN_SAMPLES:
-                print(f"note: --min-samples {args.min_samples} < {metrics.MIN_SAMPLES}: scores at n < "
-                      f"{metrics.MIN_SAMPLES} are biased upward; compare them only at the same n")
-            t = time.perf_counter()
-            ref = protocol.reference(cfg, net, args.cache_dir, args.ref_n, args.data_dir, args.batch_size, args.min_samples,
-                            progress=True)
-            print(f"reference: {ref.name} n={ref.n}, {'read from the cache in' if ref.cached else 'computed in'} "
-                  f"{time.perf_counter() - t:.1f} s ({args.cache_dir or files.cache_dir()})")
-        results = []
-        for threshold in args.truncation_sweep or [args.truncation]:
-            results.append(protocol.evaluate(G, net, ref, args.n, threshold, args.seed, args.batch_size,
-                                    args.standing_batches or cfg.standing_batches, args.standing_batch_size,
-                                    args.min_samples, progress=True, classifier=classifier))
-            print("\n".join(describe(results[-1], ref, net, classifier, classes)), flush=True)
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    _check(args)
+    device = pick_device(args.device)
+    ckpt = find_checkpoint(args.checkpoint)
+    json_path, out_dir = _outputs(args, ckpt)
+    G, cfg, classes = load_generator(ckpt, ema=not args.no_ema, device=device)
+    classifier = None if args.classifier == "none" else load_classifier_for(args.classifier, cfg, device)
+    net, ref, why = None, None, None
+    if args.inception == "none":  # class accuracy alone: no Inception pass, no reference statistics
+        if classifier is None:
+            raise ValueError("--inception none with --classifier none leaves nothing to score")
+        why = "skipped (--inception none)"
+    else:
+        try:
+            net = inception.load_inception(args.inception, device)
+        except FileNotFoundError as e:
+            if classifier is None or args.inception or os.environ.get("NANOBIGGAN_INCEPTION"):
+                raise  # a network asked for by name must exist; only the default one may be absent
+            why = e
+    if net is None:
+        print(f"FID, KID and IS unavailable: {why}\nscoring class accuracy only")
+    if net is not None:
+        _check_fid_n(args)
+    print(f"{ckpt}: {cfg.name}, {'raw G weights (NOT the protocol)' if args.no_ema else 'EMA weights'}; "
+          + (f"Inception {net.kind} {net.path} (sha256 {net.sha256[:12]}); " if net else "")
+          + f"device {device}")
+    if net is not None:
+        if args.min_samples < metrics.MIN_SAMPLES:
+            print(f"note: --min-samples {args.min_samples} < {metrics.MIN_SAMPLES}: scores at n < "
+                  f"{metrics.MIN_SAMPLES} are biased upward; compare them only at the same n")
+        t = time.perf_counter()
+        ref = protocol.reference(cfg, net, args.cache_dir, args.ref_n, args.data_dir, args.batch_size, args.min_samples,
+                        progress=True)
+        print(f"reference: {ref.name} n={ref.n}, {'read from the cache in' if ref.cached else 'computed in'} "
+              f"{time.perf_counter() - t:.1f} s ({args.cache_dir or files.cache_dir()})")
+    results = []
+    for threshold in args.truncation_sweep or [args.truncation]:
+        results.append(protocol.evaluate(G, net, ref, args.n, threshold, args.seed, args.batch_size,
+                                args.standing_batches or cfg.standing_batches, args.standing_batch_size,
+                                args.min_samples, progress=True, classifier=classifier))
+        print("\n".join(describe(results[-1], ref, net, classifier, classes)), flush=True)
     report = {"checkpoint": str(ckpt), "config": cfg.name, "ema": not args.no_ema, "seed": args.seed,
               "n": args.n, "reference": {"name": ref.name, "n": ref.n} if ref else None,
               "inception_sha256": net.sha256 if net else None,
               "classifier": {k: classifier.meta[k] for k in ("path", "sha256", "dataset", "test_accuracy", "test_n")}
               if classifier else None, "classes": classes, "results": results}
-    json_path = Path(args.json) if args.json else None
     if args.truncation_sweep:
-        out_dir = Path(args.out_dir) if args.out_dir else json_path.parent if json_path else ckpt.parent
-        json_path = json_path or out_dir / "truncation_sweep.json"
         if net is not None:
             paths = plot_sweep(results, out_dir)
             if len(paths) == 1:
