@@ -138,7 +138,7 @@ def restore(trainer: Trainer, state: dict, ckpt: Path) -> int:
     check_fits(trainer.D, state["D"], ckpt, "D")
     try:
         return trainer.load_state_dict(state)
-    except (RuntimeError, KeyError, TypeError) as e:  # EMA, optimizer or RNG state damaged in the file
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:  # EMA, optimizer or RNG state damaged in the file
         raise CheckpointError(f"{ckpt} cannot restore a trainer ({type(e).__name__}: "
                               f"{str(e).splitlines()[0][:160]}); use another checkpoint") from None
 

@@ -167,11 +167,11 @@ def load_classifier_for(choice: str | None, cfg, device="cpu"):
 
 
 def _outputs(args, ckpt: Path) -> tuple[Path | None, Path | None]:
-    """(JSON file, sweep plot folder), checked writable before any work: a sweep writes both, by default beside
-    the checkpoint (a shipped one: the working directory, never the installed package)."""
+    """(JSON file, sweep plot folder), checked writable before any work, and the statistics cache: a sweep writes
+    both files, by default beside the checkpoint (a shipped one: the working directory, never the package)."""
     json_path = check_writable(args.json, "--json") if args.json else None
-    if args.cache_dir:
-        check_writable(args.cache_dir, "--cache-dir", directory=True)
+    if args.cache_dir or args.inception != "none":  # the reference statistics are cached after a long pass
+        check_writable(args.cache_dir or files.cache_dir(), "--cache-dir", directory=True)
     if not args.truncation_sweep:
         return json_path, None
     out_dir = Path(args.out_dir) if args.out_dir else json_path.parent if json_path else \
