@@ -234,6 +234,13 @@ PRESETS: dict[str, Config] = {
     "cifar10-tiny": Config(name="cifar10-tiny", g_ch=16, d_ch=16, beta1=0.5, d_steps=2, ema_decay=0.999,
                            ema_start=200, steps=5000, sample_every=250, ckpt_every=250, log_every=10,
                            out_dir="runs/cifar10-tiny"),
+    # README command 1: the two-hour CIFAR-10 run on 2 CPU cores. cifar10-tiny's shape (G 64 wide, D 32 wide,
+    # batch 64, 2 D steps, lr 2e-4) won an equal-CPU-time sweep against wider D and G (FID at n=2k,
+    # bench_results/cpu-2026-12-01-sweep); here with flips, EMA from step 1000 and 10k steps (~0.7 s/step), and
+    # every 500-step checkpoint kept (20 x ~7 MB) so the learning curve can be scored afterwards.
+    "cifar10-cpu": Config(name="cifar10-cpu", g_ch=16, d_ch=16, beta1=0.5, d_steps=2, hflip=True, ema_decay=0.999,
+                          ema_start=1000, steps=10_000, sample_every=500, ckpt_every=500, keep_last=20, log_every=10,
+                          out_dir="runs/cifar10-cpu"),
     # The CPU quick start (Fashion-MNIST padded to 32x32 RGB, lab/datasets.py), tuned by an equal-CPU-time
     # sweep (bench_results/cpu-2026-12-01-sweep): G 64 wide, D 64 wide, batch 32, one D step at lr 4e-4 for both,
     # a N(0, 1) class embedding and a short EMA, so class rows are recognisable within ~15 minutes on 2 cores.

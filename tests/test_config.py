@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from nanobiggan.config import PRESETS, from_saved, get_config
+from nanobiggan.lab.presets import count_params
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -88,3 +89,17 @@ def test_param_count_command_prints_every_preset():
     for name in PRESETS:
         assert name in out
     assert "70.4M/88.0M" in out and "50.4M/34.6M" in out
+
+
+def test_cifar10_cpu_is_the_swept_shape_run_longer():
+    """README command 1's preset is the configuration the CPU sweep measured (cifar10-tiny's architecture and
+    optimiser, plus flips), every checkpoint of its run is kept for the learning curve, and its G fits the
+    shipped-checkpoint budget (two shipped G_ema files <= 5 MB together; Fashion-MNIST's takes 1.6 MB)."""
+    cpu, tiny = get_config("cifar10-cpu"), get_config("cifar10-tiny")
+    arch = ("g_ch", "d_ch", "z_dim", "shared_dim", "shared_init_std", "g_attn", "d_attn", "batch_size", "d_steps",
+            "g_lr", "d_lr", "beta1", "beta2", "loss", "ortho_beta")
+    assert {f: getattr(cpu, f) for f in arch} == {f: getattr(tiny, f) for f in arch}
+    assert cpu.hflip and not tiny.hflip
+    assert cpu.steps // cpu.ckpt_every <= cpu.keep_last
+    g_params, _ = count_params(cpu)
+    assert 4 * g_params < 3.4e6
