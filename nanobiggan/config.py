@@ -236,10 +236,10 @@ PRESETS: dict[str, Config] = {
                            out_dir="runs/cifar10-tiny"),
     # README command 1: the two-hour CIFAR-10 run on 2 CPU cores. cifar10-tiny's shape (G 64 wide, D 32 wide,
     # batch 64, 2 D steps, lr 2e-4) won an equal-CPU-time sweep against wider D and G (FID at n=2k,
-    # bench_results/cpu-2026-12-01-sweep); here with flips, EMA from step 1000 and 10k steps (~0.7 s/step), and
-    # every 500-step checkpoint kept (20 x ~7 MB) so the learning curve can be scored afterwards.
+    # bench_results/cpu-2026-12-01-sweep); here with flips, EMA from step 1000 and 8,000 steps (0.83 s/step on a
+    # quiet 2-core x86 machine: ~111 min), every 500-step checkpoint kept (16 x 7 MB) for the learning curve.
     "cifar10-cpu": Config(name="cifar10-cpu", g_ch=16, d_ch=16, beta1=0.5, d_steps=2, hflip=True, ema_decay=0.999,
-                          ema_start=1000, steps=10_000, sample_every=500, ckpt_every=500, keep_last=20, log_every=10,
+                          ema_start=1000, steps=8000, sample_every=500, ckpt_every=500, keep_last=16, log_every=10,
                           out_dir="runs/cifar10-cpu"),
     # The CPU quick start (Fashion-MNIST padded to 32x32 RGB, lab/datasets.py), tuned by an equal-CPU-time
     # sweep (bench_results/cpu-2026-12-01-sweep): G 64 wide, D 64 wide, batch 32, one D step at lr 4e-4 for both,
