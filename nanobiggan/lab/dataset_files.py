@@ -119,12 +119,14 @@ def _download_cifar10(data_dir: Path) -> None:
     archive.unlink()
 
 
+ELSEWHERE = "Choose another folder with --data-dir DIR or the NANOBIGGAN_DATA environment variable"  # both messages end so
+
+
 def _missing_message(folder: Path, data_dir: Path, why: str) -> str:
     return (f"CIFAR-10 not found: expected data_batch_1..5 and test_batch in {folder} ({why}). "
             f"Either download and extract the python-version archive {CIFAR10_URL} (md5 {CIFAR10_MD5}) "
             f"into {data_dir}, or on an offline machine run `python ../shared/data/prepare_cifar10.py {data_dir}` "
-            f"(any copy of cifar-10-python.tar.gz extracted there also works). "
-            f"Choose another folder with --data-dir DIR or the NANOBIGGAN_DATA environment variable.")
+            f"(any copy of cifar-10-python.tar.gz extracted there also works). {ELSEWHERE}.")
 
 
 def load_cifar10(data_dir: str | os.PathLike = DEFAULT_DATA_DIR, train: bool = True,
@@ -186,8 +188,7 @@ def _fashion_missing_message(folder: Path, names: list[str], why: str) -> str:
             f"into {folder}, "
             f"or on an offline machine copy the four .gz files there: "
             f"`mkdir -p {folder} && cp ../shared/data/fashion-mnist/*.gz {folder}/`. "
-            f"Choose another folder with --data-dir DIR or the NANOBIGGAN_DATA environment variable "
-            f"(it must hold {FASHION_MNIST_FOLDER}/).")
+            f"{ELSEWHERE} (it must hold {FASHION_MNIST_FOLDER}/).")
 
 
 def load_fashion_mnist(data_dir: str | os.PathLike = DEFAULT_DATA_DIR, train: bool = True,
