@@ -5,6 +5,7 @@ truncation sweeps (BigGAN §3.1, Fig. 17).
     python -m nanobiggan.evaluate --checkpoint runs/cifar10 --n 5000 --json eval.json      # a quick look
     python -m nanobiggan.evaluate --checkpoint CKPT --n 10000 --truncation-sweep none 2 1 0.75 0.5 0.25
     python -m nanobiggan.evaluate --checkpoint fashion-mnist --n 10000 --inception none  # class accuracy only
+    python -m nanobiggan.evaluate --checkpoint CKPT --images samples/   # files (sample.py --export), same scores
 
 Tutorial: tutorials/09_evaluation.md
 """
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 from nanobiggan import metrics
-from nanobiggan.lab import files, inception, protocol
+from nanobiggan.lab import export, files, inception, protocol
 from nanobiggan.lab.classifier import KNOWN_SHA256, check_classifier, load_classifier
 from nanobiggan.lab.cli import Parser, check_counts, one_line_errors, pick_device
 from nanobiggan.lab.files import atomic_write, check_writable
@@ -30,12 +31,13 @@ DEFAULT_N = 50_000
 
 def describe(r: dict, ref: protocol.Reference | None, net, classifier=None, classes=None) -> list[str]:
     """The printed lines of one result: every score with the n it was computed from."""
-    t = "none" if r["truncation"] is None else f"{r['truncation']:g}"
+    what = f"images {r['images']}" if "images" in r else \
+        f"truncation {'none' if r['truncation'] is None else format(r['truncation'], 'g')}"
     if net is None:
-        lines = [f"truncation {t}: FID/KID/IS unavailable (no Inception network)"]
+        lines = [f"{what}: FID/KID/IS unavailable (no Inception network)"]
     else:
         vs = f"(n={r['n']} vs {ref.name} n={ref.n})"
-        lines = [f"truncation {t}: FID {r['fid']:.2f} {vs}"]
+        lines = [f"{what}: FID {r['fid']:.2f} {vs}"]
         if "kid" in r:
             lines.append(f"  KID x 1e3 {1e3 * r['kid']:.2f} ± {1e3 * r['kid_std']:.2f} {vs}")
         if "is" in r:
@@ -112,6 +114,9 @@ def parse_args(argv=None):
     t.add_argument("--truncation-sweep", type=_threshold, nargs="+", metavar="T",
                    help="scores per threshold (e.g. none 2 1 0.75 0.5 0.25) -> JSON + PNG curves")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--images", metavar="DIR|FILE.npz", default=None,
+                   help="score these images (sample.py --export's folder or .npz, or any folder of images) "
+                        "instead of sampling; the checkpoint still names the reference and the classes")
     p.add_argument("--ref-n", type=int, default=None, help="a fixed random subset of the train set (quick looks)")
     p.add_argument("--min-samples", type=int, default=metrics.MIN_SAMPLES,
                    help=f"refuse FID below this many samples (default {metrics.MIN_SAMPLES}, the feature dim)")
@@ -127,7 +132,8 @@ def parse_args(argv=None):
                    "a dataset name (cifar10, fashion-mnist), a file, or none (default: the one shipped for the "
                    "checkpoint's dataset, if any)")
     p.add_argument("--no-ema", action="store_true", help="raw G weights (NOT the protocol; for debugging)")
-    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu) | cpu | cuda | mps")
+    p.add_argument("--device", default="auto",
+                   help="auto (cuda, then mps, then cpu) | cpu | cuda | mps | tpu (TorchTPU)")
     p.add_argument("--json", default=None, help="write the results here (sweep default: OUT_DIR/truncation_sweep.json)")
     p.add_argument("--out-dir", default=None, help="sweep PNGs (default: the JSON's folder, else the checkpoint's)")
     return p.parse_args(argv)
@@ -135,6 +141,9 @@ def parse_args(argv=None):
 
 def _check(args) -> None:
     check_counts(args, "n", "batch_size", "standing_batches", "standing_batch_size", "ref_n")
+    if args.images and (args.truncation_sweep or args.truncation is not None or args.no_ema):
+        raise ValueError("--images scores files as they are: --truncation, --truncation-sweep and --no-ema "
+                         "apply only when sampling (pass them to sample.py --export instead)")
     if args.min_samples < 2:
         raise ValueError(f"--min-samples must be >= 2 (a covariance needs two samples), got {args.min_samples}")
 
@@ -203,9 +212,13 @@ def main(argv=None):
             why = e
     if net is None:
         print(f"FID, KID and IS unavailable: {why}\nscoring class accuracy only")
+    if args.images:  # the files' count, not --n
+        args.n = export.count_images(args.images)
     if net is not None:
         _check_fid_n(args)
-    print(f"{ckpt}: {cfg.name}, {'raw G weights (NOT the protocol)' if args.no_ema else 'EMA weights'}; "
+    weights = f"scoring the {args.n} images in {args.images}" if args.images else \
+        "raw G weights (NOT the protocol)" if args.no_ema else "EMA weights"
+    print(f"{ckpt}: {cfg.name}, {weights}; "
           + (f"Inception {net.kind} {net.path} (sha256 {net.sha256[:12]}); " if net else "")
           + f"device {device}")
     if net is not None:
@@ -218,7 +231,11 @@ def main(argv=None):
         print(f"reference: {ref.name} n={ref.n}, {'read from the cache in' if ref.cached else 'computed in'} "
               f"{time.perf_counter() - t:.1f} s ({args.cache_dir or files.cache_dir()})")
     results = []
-    for threshold in args.truncation_sweep or [args.truncation]:
+    if args.images:
+        results.append({"truncation": None, "images": str(args.images), **protocol.score_batches(
+            export.read_images(args.images, args.batch_size), cfg.n_classes, net, ref, classifier, args.min_samples)})
+        print("\n".join(describe(results[-1], ref, net, classifier, classes)), flush=True)
+    for threshold in [] if args.images else args.truncation_sweep or [args.truncation]:
         results.append(protocol.evaluate(G, net, ref, args.n, threshold, args.seed, args.batch_size,
                                 args.standing_batches or cfg.standing_batches, args.standing_batch_size,
                                 args.min_samples, progress=True, classifier=classifier))

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make a rename durable: the directory entry lives in the directory's own data."""
     if not hasattr(os, "O_DIRECTORY"):  # Windows cannot open directories; NTFS renames are journaled
         return
@@ -45,7 +45,7 @@ def atomic_write(path, write) -> Path:
     except BaseException:  # includes KeyboardInterrupt: never leave the temp file behind
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
@@ -56,7 +56,7 @@ def link_or_copy(src: Path, dst: Path) -> Path:
     try:
         os.link(src, tmp)
         os.replace(tmp, dst)
-        _fsync_dir(dst.parent)
+        fsync_dir(dst.parent)
     except OSError:  # filesystems without hard links
         tmp.unlink(missing_ok=True)
         atomic_write(dst, lambda fh: fh.write(Path(src).read_bytes()))

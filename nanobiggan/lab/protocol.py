@@ -128,30 +128,36 @@ def reference(cfg, net, cache_dir=None, n: int | None = None, data_dir=None, bat
 
 
 @torch.no_grad()
-def sample_features(G, net, n: int, truncation=None, seed: int = 0, batch_size: int = 50,
-                    standing_batches: int = 100, standing_batch_size: int = STANDING_BATCH_SIZE,
-                    progress: bool = False, classifier=None):
-    """Protocol steps 2, 4, 5: standing statistics at `truncation`, then n class-balanced samples with
-    seeded z, streamed through the Inception net (when not None) and the class-accuracy classifier (when
-    given; lab/classifier.py) `batch_size` at a time (G's images are never all held).
-
-    Returns (pool features (n 2048) or None without a net, probabilities (n 1008) or None when the net has
-    no classifier, the classifier's predicted classes (n) or None, seconds {"sampling": standing stats + G,
-    "features": Inception, "classifier": the class-accuracy net}).
-    """
+def protocol_images(G, n: int, truncation=None, seed: int = 0, batch_size: int = 50, standing_batches: int = 100,
+                    standing_batch_size: int = STANDING_BATCH_SIZE, progress: bool = False, seconds=None):
+    """Protocol steps 2, 4, 5: standing statistics at `truncation`, then n class-balanced samples with seeded z,
+    yielded `batch_size` at a time as (uint8 images (b 3 R R), labels (b)): the pixels every score reads and
+    `sample.py --export` writes. G's time is added to seconds["sampling"] when a dict is given."""
+    seconds = {} if seconds is None else seconds
+    seconds.setdefault("sampling", 0.0)
     cfg = G.cfg
-    seconds = {"sampling": 0.0, "features": 0.0, "classifier": 0.0}
     t = time.perf_counter()
     prepare_for_sampling(G, truncation, standing_batches, seed, standing_batch_size)  # sampling.py's protocol
     z = truncated_normal((n, cfg.z_dim), truncation, generator=torch.Generator().manual_seed(seed))  # (n d)
     y = class_balanced_labels(n, cfg.n_classes)
     seconds["sampling"] += time.perf_counter() - t
-    feats, probs, preds = [], [], []
     for zc, yc in tqdm(list(zip(z.split(batch_size), y.split(batch_size))), desc="samples", unit="batch",
                        disable=not progress):
         t = time.perf_counter()
         images = to_uint8(generate(G, zc, yc, batch_size))  # (b 3 R R) uint8: the one quantization
         seconds["sampling"] += time.perf_counter() - t
+        yield images, yc
+
+
+@torch.no_grad()
+def batch_features(batches, net, classifier=None, seconds=None):
+    """Inception features (and probabilities) and the classifier's predicted classes of uint8 image batches
+    ((b 3 R R) uint8, labels) pairs: (features (n 2048) or None without a net, probabilities (n 1008) or None
+    when the net has no classifier, predictions (n) or None, labels (n) or None when a batch had none)."""
+    seconds = {} if seconds is None else seconds
+    seconds.setdefault("features", 0.0), seconds.setdefault("classifier", 0.0)
+    feats, probs, preds, labels = [], [], [], []
+    for images, yc in batches:
         t = time.perf_counter()
         if net is not None:
             f, p = net.features_and_probs(images)  # one Inception pass for both where the net allows
@@ -163,8 +169,28 @@ def sample_features(G, net, n: int, truncation=None, seed: int = 0, batch_size: 
         if classifier is not None:
             preds.append(classifier.predict(images))
         seconds["classifier"] += time.perf_counter() - t
+        labels.append(yc)
     return (np.concatenate(feats) if feats else None, np.concatenate(probs) if probs else None,
-            torch.cat(preds) if preds else None, seconds)
+            torch.cat(preds) if preds else None,
+            torch.cat(labels) if labels and all(y is not None for y in labels) else None)
+
+
+def sample_features(G, net, n: int, truncation=None, seed: int = 0, batch_size: int = 50,
+                    standing_batches: int = 100, standing_batch_size: int = STANDING_BATCH_SIZE,
+                    progress: bool = False, classifier=None):
+    """Protocol steps 2, 4, 5 (protocol_images), streamed through the Inception net (when not None) and the
+    class-accuracy classifier (when given; lab/classifier.py) `batch_size` at a time (G's images are never
+    all held).
+
+    Returns (pool features (n 2048) or None without a net, probabilities (n 1008) or None when the net has
+    no classifier, the classifier's predicted classes (n) or None, seconds {"sampling": standing stats + G,
+    "features": Inception, "classifier": the class-accuracy net}).
+    """
+    seconds = {"sampling": 0.0, "features": 0.0, "classifier": 0.0}
+    batches = protocol_images(G, n, truncation, seed, batch_size, standing_batches, standing_batch_size,
+                              progress, seconds)
+    feats, probs, preds, _ = batch_features(batches, net, classifier, seconds)
+    return feats, probs, preds, seconds
 
 
 def scores(feats, probs, ref: Reference, min_samples: int = metrics.MIN_SAMPLES, kid: bool = True) -> dict:
@@ -185,13 +211,25 @@ def evaluate(G, net, ref: Reference | None, n: int, truncation=None, seed: int =
     """The whole protocol at one truncation threshold: a result dict with the scores, n, and timings.
     FID/KID/IS when `net` (and `ref`) are given; class accuracy (lab/classifier.py) when `classifier`
     is; both from the same samples."""
-    feats, probs, preds, seconds = sample_features(G, net, n, truncation, seed, batch_size, standing_batches,
-                                                   standing_batch_size, progress, classifier)
+    seconds = {"sampling": 0.0}
+    batches = protocol_images(G, n, truncation, seed, batch_size, standing_batches, standing_batch_size, progress,
+                              seconds)
+    return {"truncation": truncation, **score_batches(batches, G.cfg.n_classes, net, ref, classifier, min_samples,
+                                                      kid, seconds)}
+
+
+def score_batches(batches, n_classes: int, net, ref: Reference | None, classifier=None,
+                  min_samples: int = metrics.MIN_SAMPLES, kid: bool = True, seconds=None) -> dict:
+    """Scores of (uint8 images, labels) batches, from G (evaluate) or from files (`evaluate --images`, which
+    reads what `sample.py --export` wrote): n, FID/KID/IS when `net` is given, class accuracy when
+    `classifier` is and the batches carry labels, and timings."""
+    seconds = {"sampling": 0.0} if seconds is None else seconds
+    feats, probs, preds, labels = batch_features(batches, net, classifier, seconds)
     t = time.perf_counter()
-    result = {"truncation": truncation, "n": n, **(scores(feats, probs, ref, min_samples, kid) if net else {})}
-    if classifier is not None:
-        result.update(accuracy_report(preds, class_balanced_labels(n, G.cfg.n_classes), G.cfg.n_classes),
-                      classifier_sha256=classifier.meta["sha256"])
+    n = len(feats) if feats is not None else len(preds) if preds is not None else 0
+    result = {"n": n, **(scores(feats, probs, ref, min_samples, kid) if net else {})}
+    if classifier is not None and labels is not None:
+        result.update(accuracy_report(preds, labels, n_classes), classifier_sha256=classifier.meta["sha256"])
     seconds["scores"] = time.perf_counter() - t
     return {**result, "seconds": seconds}
 
