@@ -43,10 +43,9 @@ def check_png_path(path, what: str = "save_grid") -> Path:
     return path
 
 
-def save_grid(images: torch.Tensor, path, nrow: int, padding: int = 2) -> Path:
-    """Write (n 3 h w) images in [-1, 1] as one PNG: rows of `nrow` images, `padding` black pixels
-    around and between them. Atomic (files.atomic_write): a reader never sees half a PNG."""
-    path = check_png_path(path)
+def grid(images: torch.Tensor, nrow: int, padding: int = 2) -> torch.Tensor:
+    """(n 3 h w) images in [-1, 1] (or uint8) as one (H W 3) uint8 sheet: rows of `nrow` images, `padding`
+    black pixels around and between them."""
     if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
         raise ValueError(f"nrow (images per row) must be an int >= 1, got {nrow!r}")
     x = rearrange(to_uint8(images), "n c h w -> n h w c")
@@ -56,7 +55,14 @@ def save_grid(images: torch.Tensor, path, nrow: int, padding: int = 2) -> Path:
     rows, cols = -(-n // nrow), min(nrow, n)
     x = torch.cat([x, x.new_zeros(rows * cols - n, *x.shape[1:])])  # empty cells of the last row
     x = F.pad(x, (0, 0, 0, padding, 0, padding))  # pad bottom and right of every image: (n h+p w+p 3)
-    grid = rearrange(x, "(r c) h w ch -> (r h) (c w) ch", r=rows, c=cols)
-    grid = F.pad(grid, (0, 0, padding, 0, padding, 0))  # ... and the top/left border of the sheet
-    atomic_write(path, lambda fh: Image.fromarray(grid.numpy()).save(fh, format="PNG"))
+    sheet = rearrange(x, "(r c) h w ch -> (r h) (c w) ch", r=rows, c=cols)
+    return F.pad(sheet, (0, 0, padding, 0, padding, 0))  # ... and the top/left border of the sheet
+
+
+def save_grid(images: torch.Tensor, path, nrow: int, padding: int = 2) -> Path:
+    """Write (n 3 h w) images in [-1, 1] as one PNG (`grid`). Atomic (files.atomic_write): a reader never sees
+    half a PNG."""
+    path = check_png_path(path)
+    sheet = grid(images, nrow, padding)
+    atomic_write(path, lambda fh: Image.fromarray(sheet.numpy()).save(fh, format="PNG"))
     return path

@@ -1,0 +1,146 @@
+"""nanobiggan/lab/serve.py: `sample.py --serve`. Its answers are sample.py's images for the same flags (over HTTP,
+with the standing-statistics cache in between), its bad requests get a message, and the page works in a real
+browser: headless Chromium, driven by Playwright, changes class and truncation and gets sample.py's pixels.
+The browser test skips where Playwright or Chromium is not installed (.ci/run installs both)."""
+import base64
+import io
+import json
+import shutil
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+import sample  # noqa: E402
+from test_evaluate import env  # noqa: E402,F401  (a tiny checkpoint after one training step)
+
+STANDING = ["--standing-batches", "2"]
+
+
+@pytest.fixture(scope="module")
+def server(env):
+    """`python sample.py --checkpoint CKPT --serve --port 0 --standing-batches 2`, in a thread: (base URL, ckpt)."""
+    args = sample.parse_args(["--checkpoint", str(env["ckpt"]), "--serve", "--port", "0", *STANDING])
+    started = threading.Event()
+    holder = {}
+
+    def ready(srv):
+        holder["server"] = srv
+        started.set()
+    thread = threading.Thread(target=sample.sample_serve, args=(args, "cpu", ready), daemon=True)
+    thread.start()
+    assert started.wait(60), "the sampler did not start"
+    yield f"http://127.0.0.1:{holder['server'].server_address[1]}", env["ckpt"]
+    holder["server"].shutdown()
+
+
+def get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def pixels(data_url_or_path) -> np.ndarray:
+    if str(data_url_or_path).startswith("data:image/png;base64,"):
+        data = base64.b64decode(str(data_url_or_path).split(",", 1)[1])
+        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return np.asarray(Image.open(data_url_or_path).convert("RGB"))
+
+
+def sample_png(ckpt, tmp_path, *flags) -> np.ndarray:
+    out = tmp_path / f"s{len(list(tmp_path.glob('s*.png')))}.png"
+    sample.main(["--checkpoint", str(ckpt), *STANDING, "--out", str(out), *flags])
+    return pixels(out)
+
+
+def test_answers_are_sample_py_images(server, tmp_path):
+    """Each answer equals sample.py's PNG for the same flags, also when its standing statistics come from the
+    cache after other (truncation, seed) pairs were drawn in between."""
+    base, ckpt = server
+    want = sample_png(ckpt, tmp_path, "--class", "3", "--n", "4", "--seed", "2", "--truncation", "0.5")
+    for query in ("class=3&n=4&seed=2&truncation=0.5", "class=1&n=4&seed=5&truncation=none",
+                  "class=3&n=4&seed=2&truncation=0.5"):  # the third: from the cache
+        status, body = get(f"{base}/sheet?{query}")
+        assert status == 200 and len(body["images"]) == 4 and body["nrow"] == 4
+        if query.startswith("class=3"):
+            np.testing.assert_array_equal(pixels(body["sheet"]), want)
+            np.testing.assert_array_equal(pixels(body["images"][1]), want[2:34, 36:68])  # image 1, 2 px padding
+    other = sample_png(ckpt, tmp_path, "--class", "1", "--n", "4", "--seed", "5")
+    np.testing.assert_array_equal(pixels(get(f"{base}/sheet?class=1&n=4&seed=5")[1]["sheet"]), other)
+    assert not np.array_equal(want, other)  # the comparison can fail
+    interp = sample_png(ckpt, tmp_path, "--interp", "class", "--class", "3", "7", "--seed", "1", "--truncation", "0.7")
+    status, body = get(f"{base}/interp?mode=class&class=3,7&seed=1&truncation=0.7")
+    assert status == 200 and len(body["images"]) == 32
+    np.testing.assert_array_equal(pixels(body["sheet"]), interp)
+
+
+def test_page_info_and_bad_requests(server):
+    base, ckpt = server
+    with urllib.request.urlopen(base + "/", timeout=30) as r:
+        assert r.headers["Content-Type"].startswith("text/html") and b'id="trunc"' in r.read()
+    status, info = get(base + "/info")
+    assert status == 200 and info["classes"][3] == "cat" and info["resolution"] == 32 and str(ckpt) in info["about"]
+    for query, needle in (("class=10", "class ids must be 0..9"), ("class=0&truncation=0", "positive"),
+                          ("class=0&truncation=0.001", "smallest allowed is 0.01"), ("class=0&n=0", "n must be"),
+                          ("class=0&n=65", "n must be 1..64"), ("class=0&seed=-1", "seed must be")):
+        status, body = get(f"{base}/sheet?{query}")
+        assert status == 400 and needle in body["error"], (query, body)
+    status, body = get(f"{base}/interp?mode=class&class=3")
+    assert status == 400 and "at least 2 class ids" in body["error"]
+    assert get(base + "/nothing")[0] == 404
+
+
+def chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def test_the_page_in_headless_chromium(server, tmp_path):
+    """Open the page, change the class by searching its name and the truncation with the slider: the images
+    change, and the sheet the page offers for download is sample.py's for the page's own inputs."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    if chromium() is None:
+        pytest.skip("no Chromium: apt-get install chromium")
+    base, ckpt = server
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(base + "/")
+
+        def settled(previous=None) -> tuple[dict, str]:
+            """Wait until no request is pending and the first image differs from `previous`."""
+            page.wait_for_function("""prev => document.body.dataset.pending === "0" &&
+                document.querySelector('#images img') !== null &&
+                document.querySelector('#images img').src !== prev""", arg=previous, timeout=120_000)
+            params = json.loads(page.get_attribute("#images", "data-params"))
+            return params, page.get_attribute("#images img", "src")
+
+        params, first = settled()
+        assert params == {"class": "0", "truncation": "0.5", "seed": "0", "n": "8"}
+        page.fill("#search", "cat")  # search by name: the only match is selected and drawn
+        params, by_class = settled(first)
+        assert params["class"] == "3" and page.input_value("#cls") == "3"
+        page.eval_on_selector("#trunc", "e => { e.value = '1'; e.dispatchEvent(new Event('input')); }")
+        params, by_trunc = settled(by_class)
+        assert params == {"class": "3", "truncation": "1", "seed": "0", "n": "8"}
+        assert len({first, by_class, by_trunc}) == 3
+        sheet = pixels(page.get_attribute("#sheetlink", "href"))
+        want = sample_png(ckpt, tmp_path, "--class", "3", "--n", "8", "--seed", "0", "--truncation", "1")
+        np.testing.assert_array_equal(sheet, want)
+        assert page.get_attribute("#images a", "download").endswith(".png")
+        page.click("#interp")  # class interpolation from cat to the second list's default (automobile)
+        page.wait_for_function("document.querySelectorAll('#interp-images img').length === 32 && "
+                               "document.body.dataset.pending === '0'", timeout=120_000)
+        assert page.text_content("#status").startswith("interpolation (class)")
+        browser.close()
