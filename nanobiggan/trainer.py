@@ -68,7 +68,7 @@ class Trainer:
 
     # ---- the paper: one D step, one G step, one iteration
 
-    def d_step(self, batches) -> dict[str, float]:
+    def d_step(self, batches) -> dict[str, torch.Tensor]:
         """One D update (§3): D learns to score real (x, y) high and G's (G(z), y_fake) low; G is not updated."""
         cfg = self.cfg
 
@@ -87,7 +87,7 @@ class Trainer:
         self.D.requires_grad_(True)
         return self._update(self.D_fwd, self.opt_d, micro_batch)
 
-    def g_step(self) -> dict[str, float]:
+    def g_step(self) -> dict[str, torch.Tensor]:
         """One G update (§3): G learns to make D score G(z, y) high. D is frozen (no gradient, and its spectral
         norm does not iterate); orthogonal regularization (§3.1) joins G's gradient before the step."""
         def micro_batch():
@@ -100,8 +100,10 @@ class Trainer:
         self.D.requires_grad_(True)
         return stats
 
-    def train_step(self, batches) -> dict[str, float]:
-        """One iteration: `d_steps` D steps, one G step, the optional σ0 clamp (§4.1, Eq. 4), the EMA update."""
+    def train_step(self, batches) -> dict[str, torch.Tensor]:
+        """One iteration: `d_steps` D steps, one G step, the optional σ0 clamp (§4.1, Eq. 4), the EMA update.
+        Returns the last D step's and the G step's statistics (d_loss, d_real, d_fake, g_loss) as 0-d tensors on
+        the device, and makes no host sync of its own (tests/test_trainer.py counts them)."""
         self.G.train(), self.D.train()
         stats = {}
         for _ in range(self.cfg.d_steps):
@@ -114,11 +116,12 @@ class Trainer:
 
     # ---- how a step runs: inputs, precision, accumulation, DDP
 
-    def _update(self, net_fwd, opt, micro_batch, before_step=None) -> dict[str, float]:
+    def _update(self, net_fwd, opt, micro_batch, before_step=None) -> dict[str, torch.Tensor]:
         """One step of `opt` from cfg.grad_accum micro-batches. `micro_batch()` returns (loss, {name: value});
         each loss is computed under autocast and backpropagated divided by grad_accum (and scaled by the fp16
         GradScaler); under DDP, `net_fwd`'s gradients are all-reduced on the last micro-batch only. Returns the
-        values averaged over the micro-batches."""
+        values averaged over the micro-batches, as 0-d fp32 tensors on the device: reading one (`.item()`) waits
+        for the accelerator, so the step never does; train.py reads them on logging steps only."""
         accum, stats = self.cfg.grad_accum, {}
         opt.zero_grad(set_to_none=True)
         for i in range(accum):
@@ -128,7 +131,7 @@ class Trainer:
                     loss, values = micro_batch()
                 self.scaler.scale(loss / accum).backward()
             for name, value in values.items():
-                stats[name] = stats.get(name, 0.0) + value.item() / accum
+                stats[name] = stats.get(name, 0.0) + value.detach().float() / accum
         if before_step is not None:
             before_step()
         self.scaler.step(opt)
@@ -223,7 +226,8 @@ def set_rng_state(state: dict) -> None:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' = bf16 autocast on a GPU that supports it (fp16 runs of BigGAN are known to collapse or go NaN), else fp32."""
+    """'auto' = bf16 autocast on a GPU that supports it (fp16 runs of BigGAN are known to collapse or go NaN), else
+    fp32 (a TPU's matrix unit rounds fp32 inputs to bf16 by default, without autocast)."""
     if precision != "auto":
         return precision
     return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"

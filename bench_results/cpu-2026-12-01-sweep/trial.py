@@ -62,7 +62,7 @@ def main():
     next_mark, k, losses = budget / a.marks, 1, []
     while True:
         stats = trainer.train_step(batches)
-        losses.append(stats)
+        losses.append({k: v.item() for k, v in stats.items()})  # 0-d tensors on the device
         cpu = time.process_time() - c0
         if cpu >= next_mark:
             rec = {"mark": k, "step": trainer.step, "cpu_s": cpu, "wall_s": time.perf_counter() - w0,
