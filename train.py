@@ -9,6 +9,7 @@ object (nanobiggan/lab/bookkeeping.py).
     torchrun --nproc_per_node 8 train.py --preset biggan-deep-128 --dataset folder --data-dir ...
     python train.py --resume runs/cifar10-tiny                       # continue where it stopped
     python train.py --plots runs/cifar10-tiny                        # losses and sigma0 curves to PNG
+    python train.py --dataset fashion-mnist --tensorboard            # the same log in TensorBoard too
     python train.py --presets                                        # every preset, with parameter counts
 
 Every config field (nanobiggan/config.py) is a flag, listed below with its meaning: --g-lr 1e-4 sets g_lr,
@@ -28,11 +29,12 @@ from pathlib import Path
 import torch.distributed as dist
 
 from nanobiggan.config import PRESETS, changes, from_saved, get_config
+from nanobiggan.distributed import process_group_backend
 from nanobiggan.lab.bookkeeping import Bookkeeping, RunStopped
 from nanobiggan.lab.checkpoint import CheckpointError, CheckpointManager, check_fits, load_checkpoint, saved_config
 from nanobiggan.lab.cli import Parser, add_config_flags, config_overrides, one_line_errors, pick_device
 from nanobiggan.lab.datasets import batches_for, get_dataset
-from nanobiggan.lab.monitor import plot_run
+from nanobiggan.lab.monitor import TensorBoardLog, plot_run
 from nanobiggan.lab.presets import presets_table
 from nanobiggan.lab.rundir import RunDir
 from nanobiggan.trainer import Trainer
@@ -50,7 +52,8 @@ def parse_args(argv=None):
                         "--out-dir's), writing into its directory, or into --out-dir if given")
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in an --out-dir that holds one: deletes its checkpoints, log, samples, plots")
-    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu) | cpu | cuda | mps")
+    p.add_argument("--device", default="auto",
+                   help="auto (cuda, then mps, then cpu) | cpu | cuda | mps | tpu (TorchTPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile G and D")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                    help="NHWC memory format (default on: faster convs on CPU and GPU)")
@@ -113,7 +116,7 @@ def setup(args, cfg, state=None, ckpt=None):
                                                                       ("LOCAL_RANK", 0)))
     device = pick_device(args.device, local_rank)
     if world > 1:  # launched by torchrun
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(process_group_backend(device))  # nccl, tpu_dist or gloo
     dataset = get_dataset(cfg.dataset, cfg.data_dir or None, cfg.resolution, hflip=cfg.hflip)
     if dataset.num_classes != cfg.n_classes:  # an image folder decides the number of classes
         if state is not None:
@@ -155,6 +158,8 @@ def main(argv=None):
     main_process = int(os.environ.get("RANK", 0)) == 0
     if main_process:
         run_dir.check()  # before any work: writable, not in use, no other run in it
+        if cfg.tensorboard:
+            TensorBoardLog.writer_class()  # installed, or say so now
     trainer, batches, classes = setup(args, cfg, state, ckpt)
     with run_dir if main_process else contextlib.nullcontext():  # the lock, for the whole run
         try:

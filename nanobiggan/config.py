@@ -101,6 +101,8 @@ class Config:
     keep_last: int = knob(3, "step checkpoints kept on disk (last.pt, best.pt and pre_collapse.pt besides)")
     eval_every: int = knob(0, "G steps between FID / class-accuracy evaluations of the EMA G; 0: none")
     eval_n: int = knob(5000, "samples per evaluation during training (FID is biased below 2048)")
+    tensorboard: bool = knob(False, "also write the log's scalars and the sample sheets as TensorBoard events in "
+                             "OUT_DIR/tensorboard (needs: pip install tensorboard)")
     standing_batches: int = knob(100, "batches of 64 for standing statistics at sampling time (App. C.1: 100)")
 
     # ---- derived values
@@ -283,6 +285,7 @@ def from_saved(saved: dict, **overrides) -> Config:
 def changes(saved: dict, cfg: Config) -> tuple[dict, dict]:
     """What a resumed run changes in its saved config: ({architecture field: (old, new)}, {other field: (old, new)})."""
     new = dataclasses.asdict(cfg)
-    changed = {k: (saved.get(k), v) for k, v in new.items() if saved.get(k) != v}
+    old = {**dataclasses.asdict(from_saved(saved)), **saved}  # a field newer than the checkpoint: its preset value
+    changed = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
     return ({k: v for k, v in changed.items() if k in ARCHITECTURE},
             {k: v for k, v in changed.items() if k not in ARCHITECTURE})

@@ -58,10 +58,15 @@ def convert_cross_replica_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
+def process_group_backend(device: torch.device) -> str:
+    """torch.distributed's backend for this device: NCCL on GPUs, TorchTPU's "tpu_dist" on TPUs, gloo on CPUs."""
+    return {"cuda": "nccl", "tpu": "tpu_dist"}.get(device.type, "gloo")
+
+
 def data_parallel(model: nn.Module, device: torch.device) -> DDP:
-    """`model` with cross-replica BatchNorm (SyncBatchNorm on GPUs, CrossReplicaBatchNorm on CPUs), wrapped in
-    DDP. The BatchNorms are replaced inside `model` itself, which stays the module to save and average."""
-    if device.type != "cpu":
+    """`model` with cross-replica BatchNorm (SyncBatchNorm on GPUs, CrossReplicaBatchNorm elsewhere: CPUs, TPUs),
+    wrapped in DDP. The BatchNorms are replaced inside `model` itself, which stays the module to save and average."""
+    if device.type == "cuda":  # SyncBatchNorm's kernels are CUDA's
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     else:
         convert_cross_replica_batchnorm(model)

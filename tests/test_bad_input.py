@@ -317,7 +317,8 @@ TRUNCATION = [(cli, ["--truncation", v], needle) for cli in ("sample", "evaluate
 
 
 DEVICES = [(cli, ["--device", device], needle) for cli in MAINS for device, needle in (
-    ("cuda", "no CUDA GPU"), ("cuda:1", "no CUDA GPU"), ("mps", "MPS is not available"), ("tpu", "choose auto"))]
+    ("cuda", "no CUDA GPU"), ("cuda:1", "no CUDA GPU"), ("mps", "MPS is not available"),
+    ("tpu", "TorchTPU is not usable here"), ("tpu:1", "pip install torch-tpu"), ("xla", "choose auto"))]
 
 
 
@@ -417,6 +418,22 @@ def test_a_run_that_goes_non_finite_stops_and_keeps_the_last_finite_checkpoint(r
     assert last.startswith("error: the run diverged at step") and "last.pt still holds step 2" in last
     state = load_checkpoint(out / "last.pt")
     assert state["step"] == 2 and all(v.isfinite().all() for v in state["G"].values() if v.is_floating_point())
+
+
+def test_non_finite_statistics_between_logging_steps_are_caught_at_the_next_one(run, tmp_path, monkeypatch, capsys):
+    """The step's statistics stay on the device (no host sync per step): a NaN at step 3, a step that neither
+    logs nor saves, is remembered there and stops the run at step 4 (the next logging step), naming step 3."""
+    train_step, out = Trainer.train_step, tmp_path / "run"
+
+    def nan_loss_at_3(self, batches):
+        stats = train_step(self, batches)
+        return {**stats, "g_loss": stats["g_loss"] * float("nan")} if self.step == 3 else stats
+    monkeypatch.setattr(Trainer, "train_step", nan_loss_at_3)
+    status, err = call(train.main, tiny(out, run.parent / "data", "--steps", "8", "--ckpt-every", "2",
+                                        "--log-every", "4"), capsys)
+    last = err.strip().splitlines()[-1]
+    assert status == 1 and last.startswith("error: the run diverged at step 3 (") and "g_loss=nan" in last
+    assert "last.pt still holds step 2" in last and load_checkpoint(out / "last.pt")["step"] == 2
 
 
 def test_a_full_disk_stops_in_one_line_and_keeps_the_last_checkpoint(run, tmp_path, monkeypatch, capsys):

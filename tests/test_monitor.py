@@ -100,3 +100,42 @@ def test_train_plots_a_run_dir(tmp_path, capsys, cli_error):
     printed = capsys.readouterr().out.split()
     assert len(printed) == 4 and all((tmp_path / "plots").joinpath(p.split("/")[-1]).is_file() for p in printed)
     assert "no run log" in cli_error(train.main, ["--plots", str(tmp_path / "nope")])
+
+
+# ---- TensorBoard (train.py --tensorboard)
+
+def test_tensorboard_holds_the_logs_scalars_and_the_sheets(tmp_path, fake_cifar10):
+    """Read the event files back: every scalar of log.jsonl at its step (TensorBoard stores float32), the
+    collapse watch's σ0 of every layer among them, and the sample sheets as images."""
+    pytest.importorskip("tensorboard", reason="pip install tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    out = tmp_path / "run"
+    train.main(["--dataset", "cifar10", "--data-dir", str(fake_cifar10), "--preset", "cifar10-tiny", "--g-ch", "8",
+                "--d-ch", "8", "--batch-size", "8", "--d-steps", "1", "--precision", "fp32", "--device", "cpu",
+                "--steps", "4", "--log-every", "2", "--sample-every", "2", "--ckpt-every", "4",
+                "--standing-batches", "1", "--out-dir", str(out), "--tensorboard"])
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0, "images": 0}).Reload()
+    records = RunLog.read(out / "log.jsonl")
+    numeric = {k for r in records for k, v in r.items() if k != "step" and isinstance(v, (int, float))}
+    assert {"d_loss", "g_loss", "img_per_s", "g_lr"} <= numeric and any(k.startswith("sigma0/G.") for k in numeric)
+    assert set(events.Tags()["scalars"]) == numeric
+    for key in numeric:
+        logged = [(r["step"], r[key]) for r in records if key in r]
+        stored = [(e.step, e.value) for e in events.Scalars(key)]
+        assert [s for s, _ in stored] == [s for s, _ in logged], key
+        np.testing.assert_allclose([v for _, v in stored], [v for _, v in logged], rtol=1e-6, err_msg=key)
+    sheets = events.Images("samples")
+    assert [e.step for e in sheets] == [2, 4]
+    png = np.asarray(Image.open(out / "samples" / "step_00000004.png").convert("RGB"))
+    assert (sheets[-1].height, sheets[-1].width) == png.shape[:2]
+
+
+def test_tensorboard_missing_is_said_before_any_work(tmp_path, monkeypatch, cli_error):
+    from nanobiggan.lab.monitor import TensorBoardLog
+
+    def absent():
+        raise ValueError("--tensorboard needs the tensorboard package: pip install tensorboard")
+    monkeypatch.setattr(TensorBoardLog, "writer_class", staticmethod(absent))
+    msg = cli_error(train.main, ["--dataset", "cifar10", "--data-dir", str(tmp_path / "no-data"), "--preset",
+                                 "cifar10-tiny", "--out-dir", str(tmp_path / "run"), "--tensorboard"])
+    assert "pip install tensorboard" in msg and not (tmp_path / "run" / "log.jsonl").exists()

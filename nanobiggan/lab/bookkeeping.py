@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from nanobiggan import metrics
@@ -25,7 +26,7 @@ from nanobiggan.lab import inception, protocol
 from nanobiggan.lab.checkpoint import CheckpointManager
 from nanobiggan.lab.classifier import check_classifier, load_classifier
 from nanobiggan.lab.images import save_grid
-from nanobiggan.lab.monitor import RunLog, plot_run
+from nanobiggan.lab.monitor import RunLog, TensorBoardLog, plot_run
 from nanobiggan.sampling import class_sheet_inputs, generate, prepare_for_sampling
 
 SHEET_STANDING_BATCHES = 10  # a sheet is a picture of progress, not a score: 10 of the protocol's batches of 64
@@ -49,6 +50,8 @@ class Bookkeeping:
         self.out = Path(cfg.out_dir)
         self.manager = CheckpointManager(self.out, keep_last=cfg.keep_last) if main_process else None
         self.log = RunLog(self.out / "log.jsonl") if main_process else None
+        self.tb = TensorBoardLog(self.out, state["step"] if state else None) if main_process and cfg.tensorboard \
+            else None  # --tensorboard: the same records, and the sheets, as TensorBoard events
         if self.log and state and (dropped := self.log.drop_after(state["step"])):
             tqdm.write(f"log.jsonl: dropped {dropped} record(s) past step {state['step']}, from the run after "
                        f"that checkpoint (this one does those steps again)")
@@ -61,6 +64,7 @@ class Bookkeeping:
         self.last_good = state["step"] if state else None  # the step last.pt holds
         self.t_start = self.t0  # the log's wall_s: seconds since this process's loop began (curves vs minutes)
         self.interrupted, self._sigint = False, None
+        self._bad, self._names = None, []  # the first non-finite step and its statistics, on the device (_watch)
 
     def __enter__(self) -> Bookkeeping:
         if threading.current_thread() is threading.main_thread():  # only there can a signal handler be set
@@ -71,6 +75,8 @@ class Bookkeeping:
         if self._sigint is not None:
             signal.signal(signal.SIGINT, self._sigint)
         self.bar.close()
+        if self.tb is not None:
+            self.tb.close()
 
     def _on_ctrl_c(self, signum, frame) -> None:
         if self.interrupted:  # the second Ctrl-C: stop at once; atomic writes leave every file whole
@@ -79,26 +85,43 @@ class Bookkeeping:
         tqdm.write("Ctrl-C: stopping after this step, with a checkpoint (Ctrl-C again quits at once, unsaved)")
 
     def after_step(self, stats: dict, batches) -> None:
+        """After every G step. `stats` are the step's 0-d tensors on the device (trainer.train_step): they are
+        watched there for NaN/inf without a host sync, and read on logging, saving and evaluation steps only."""
         cfg, step = self.trainer.cfg, self.trainer.step
-        not_finite = [f"{k}={v}" for k, v in stats.items() if not math.isfinite(v)]
-        if not_finite:  # every process: under torchrun all of them stop
-            raise self._diverged(", ".join(not_finite))
+        self._watch(stats)
+        evaluate = self.main and self.evaluator is not None and step % cfg.eval_every == 0
+        interrupted = self.interrupted  # read once: a Ctrl-C after this line stops the run after the next step
+        if self._due(cfg.log_every) or self._due(cfg.ckpt_every) or evaluate or interrupted:
+            self._stop_if_diverged()  # every process, at the same steps: under torchrun all of them stop
         if not self.main:
-            if self.interrupted:
+            if interrupted:
                 raise RunStopped(f"interrupted (Ctrl-C) at step {step}", status=130)
             return
         self.bar.update(1)
         if self._due(cfg.log_every):
-            self._log(stats)
+            self._log({k: float(v) for k, v in stats.items()})  # the host sync, once per logging step
         if self._due(cfg.sample_every):
             self._sheet(self.out / "samples" / f"step_{step:08d}.png")
-        fid = self._evaluate() if self.evaluator is not None and step % cfg.eval_every == 0 else None
-        interrupted = self.interrupted  # read once: a Ctrl-C after this line stops the run after the next step
+        fid = self._evaluate() if evaluate else None
         if self._due(cfg.ckpt_every) or fid is not None or interrupted:  # evaluated weights are saved too
             self._save(batches, fid)
         if interrupted:
             raise RunStopped(f"interrupted (Ctrl-C) at step {step}: saved {self.out / f'step_{step:08d}.pt'} "
                              f"(= last.pt); continue with: python train.py --resume {self.out}", status=130)
+
+    def _watch(self, stats: dict) -> None:
+        """Keep, on the device, the first step whose statistics are not all finite, and those statistics."""
+        values = torch.stack([torch.as_tensor(v, dtype=torch.float32).reshape(()) for v in stats.values()])
+        if self._bad is None:
+            self._bad = (torch.full((), -1, dtype=torch.int64, device=values.device), torch.zeros_like(values))
+        first = (self._bad[0] < 0) & ~values.isfinite().all()
+        self._bad = (torch.where(first, self.trainer.step, self._bad[0]), torch.where(first, values, self._bad[1]))
+        self._names = list(stats)
+
+    def _stop_if_diverged(self) -> None:
+        if self._bad is not None and (step := int(self._bad[0])) >= 0:
+            values = ", ".join(f"{k}={v}" for k, v in zip(self._names, self._bad[1].tolist()))
+            raise self._diverged(values, step)
 
     def close(self) -> None:
         if self.main:
@@ -127,8 +150,8 @@ class Bookkeeping:
         return f"last.pt still holds step {self.last_good}" if self.last_good is not None else \
             "no checkpoint was written yet"
 
-    def _diverged(self, what: str) -> RunStopped:
-        cfg, step = self.trainer.cfg, self.trainer.step
+    def _diverged(self, what: str, step: int | None = None) -> RunStopped:
+        cfg, step = self.trainer.cfg, self.trainer.step if step is None else step
         lower = f"--g-lr {cfg.g_lr / 2:g} --d-lr {cfg.d_lr / 2:g}"
         then = (f"{self._kept()}, the last finite checkpoint; continue from it with smaller learning rates: "
                 f"python train.py --resume {self.out} {lower}") if self.last_good is not None else \
@@ -155,6 +178,8 @@ class Bookkeeping:
                 self.manager.protect(self.last_saved, "pre_collapse")
                 tqdm.write(f"kept the last checkpoint before it safe: {self.out / 'pre_collapse.pt'}")
         self.log.write(record)
+        if self.tb is not None:
+            self.tb.write(record, self.classes)
         self.bar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_loss']:.3f}",
                              img_s=f"{record['img_per_s']:.0f}")
         self.t0, self.step0 = time.perf_counter(), step
@@ -167,6 +192,8 @@ class Bookkeeping:
         z, y = class_sheet_inputs(cfg.z_dim, cfg.n_classes, per_class=10, seed=cfg.seed, device=device)
         try:
             save_grid(generate(G, z, y), path, nrow=10)
+            if self.tb is not None:
+                self.tb.image("samples", path, self.trainer.step)
         except ValueError as e:  # NaN images from a diverged G: said, and the run (and its log) goes on
             tqdm.write(f"no sample sheet at step {self.trainer.step}: {e}")
 
@@ -177,6 +204,8 @@ class Bookkeeping:
         self.t0 += time.perf_counter() - t  # img/s counts training time only
         if scores:
             self.log.write({"step": self.trainer.step, **scores})
+            if self.tb is not None:
+                self.tb.write({"step": self.trainer.step, **scores}, self.classes)
         return scores.get("fid")
 
 

@@ -262,7 +262,8 @@ def main(argv=None):
     p.add_argument("--widths", type=int, nargs=3, default=None, metavar=("A", "B", "C"),
                    help="channels of the three blocks (default: the dataset's recipe)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu) | cpu | cuda | mps")
+    p.add_argument("--device", default="auto",
+                   help="auto (cuda, then mps, then cpu) | cpu | cuda | mps | tpu (TorchTPU)")
     p.add_argument("--no-bf16", action="store_true", help="train in float32 (slow on CPUs without bf16)")
     p.add_argument("--out", required=True, help="the classifier file to write")
     args = p.parse_args(argv)

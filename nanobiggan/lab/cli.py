@@ -55,8 +55,9 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         if f.name == "name":
             continue
         kind = {"bool": parse_bool, "int": int, "float": float}.get(str(f.type), str)
+        bare = {"nargs": "?", "const": True} if kind is parse_bool else {}  # `--hflip` alone means true
         group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
-                           metavar=str(f.type).upper(), help=f.metadata["help"])
+                           metavar=str(f.type).upper(), help=f.metadata["help"], **bare)
 
 
 def config_overrides(args: argparse.Namespace) -> dict:
@@ -77,7 +78,8 @@ def check_counts(args: argparse.Namespace, *flags: str) -> None:
 
 def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """'auto' (CUDA, then Apple's MPS, then the CPU), 'cpu', 'cuda' (this process's GPU under torchrun: its
-    LOCAL_RANK), 'cuda:N' or 'mps'; a ValueError that says what to pass instead for anything unavailable or unknown."""
+    LOCAL_RANK), 'cuda:N', 'mps' or 'tpu' / 'tpu:N' (tpu_device); a ValueError that says what to pass instead for
+    anything unavailable or unknown. 'auto' never picks a TPU: ask for it."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     kind, _, index = name.partition(":")
@@ -90,8 +92,27 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
                              f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
         torch.cuda.set_device(gpu)
         return torch.device("cuda", gpu)
+    if kind == "tpu" and (not index or index.isdigit()):
+        return tpu_device(int(index) if index else local_rank)
     if name == "mps" and not torch.backends.mps.is_available():
         raise ValueError("--device mps: Apple's MPS is not available to this torch; use --device cpu")
     if name not in ("cpu", "mps"):
-        raise ValueError(f"--device {name!r}: choose auto, cpu, cuda, cuda:N or mps")
+        raise ValueError(f"--device {name!r}: choose auto, cpu, cuda, cuda:N, mps or tpu")
     return torch.device(name)
+
+
+def tpu_device(index: int = 0) -> torch.device:
+    """A Cloud TPU chip through TorchTPU (`pip install torch-tpu` on a TPU VM, with libtpu): importing torch_tpu
+    registers the "tpu" device and torch.tpu. Under torchrun each process takes chip LOCAL_RANK, and train.py
+    joins the "tpu_dist" process group (distributed.process_group_backend). This project's tests check the
+    selection and its messages; its code has not run on TPU hardware."""
+    try:
+        import torch_tpu  # noqa: F401
+    except Exception as e:  # ImportError, or libtpu missing / no TPU attached when it initialises
+        raise ValueError(f"--device tpu: TorchTPU is not usable here ({type(e).__name__}: {str(e)[:120]}); on a "
+                         f"Cloud TPU VM run pip install torch-tpu (it needs libtpu), elsewhere use --device cpu or "
+                         f"cuda") from None
+    count = torch.tpu.device_count()
+    if index >= count:
+        raise ValueError(f"--device tpu:{index}: this machine has {count} TPU chip(s), tpu:0..tpu:{count - 1}")
+    return torch.device("tpu", index)

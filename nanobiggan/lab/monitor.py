@@ -77,6 +77,52 @@ class RunLog:
         return records
 
 
+
+class TensorBoardLog:
+    """train.py --tensorboard: every record written to log.jsonl (losses, σ0 of every layer, learning rates,
+    img/s, FID, class accuracy) also as TensorBoard scalars, collapse warnings as text, and the sample sheets as
+    images, in OUT_DIR/tensorboard (`tensorboard --logdir runs`). A resumed run purges the events after its
+    checkpoint's step, as RunLog.drop_after does for the log."""
+
+    def __init__(self, out_dir, resume_step: int | None = None):
+        self.dir = Path(out_dir) / "tensorboard"
+        self.writer = self.writer_class()(str(self.dir), purge_step=None if resume_step is None else resume_step + 1)
+
+    @staticmethod
+    def writer_class():
+        """torch's SummaryWriter, or a ValueError saying what to install (train.py asks before any work)."""
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # torch's writer needs the tensorboard package (and its protobuf)
+            raise ValueError("--tensorboard needs the tensorboard package: pip install tensorboard "
+                             "(or drop --tensorboard; log.jsonl and the plots are written either way)") from None
+        return SummaryWriter
+
+    def write(self, record: dict, classes=None) -> None:
+        step = record["step"]
+        for key, value in record.items():
+            if key == "step" or isinstance(value, (bool, str)):
+                continue
+            if key == "warnings":
+                self.writer.add_text("collapse_warnings", "\n\n".join(value), step)
+            elif isinstance(value, list):  # per-class accuracy: one curve per class
+                names = classes or [str(c) for c in range(len(value))]
+                for name, v in zip(names, value):
+                    self.writer.add_scalar(f"{key}/{name}", v, step)
+            elif value is not None:
+                self.writer.add_scalar(key, float(value), step)
+        self.writer.flush()
+
+    def image(self, tag: str, png, step: int) -> None:
+        import numpy as np
+        from PIL import Image
+        self.writer.add_image(tag, np.asarray(Image.open(png).convert("RGB")), step, dataformats="HWC")
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 def _step(line: str) -> float:
     """A log line's step; -inf for a line without one (kept by drop_after)."""
     try:
