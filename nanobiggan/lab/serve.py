@@ -32,6 +32,7 @@ import torch
 from einops import rearrange
 from PIL import Image
 
+from nanobiggan.config import MAX_SEED
 from nanobiggan.lab.images import grid, to_uint8
 from nanobiggan.sampling import class_sheet_inputs, generate, interpolation_inputs, prepare_for_sampling
 from nanobiggan.truncation import MIN_THRESHOLD, check_threshold, tfhub_truncated_normal
@@ -131,8 +132,8 @@ def _query(sampler: Sampler, url: str) -> dict:
     seed, n = int(q.get("seed", 0)), int(q.get("n", 8))
     if not 1 <= n <= MAX_N:
         raise ValueError(f"n must be 1..{MAX_N}, got {n}")
-    if not 0 <= seed < 2 ** 31:
-        raise ValueError(f"seed must be 0..{2 ** 31 - 1}, got {seed}")
+    if not 0 <= seed <= MAX_SEED:  # the command lines' range (lab/cli.check_counts)
+        raise ValueError(f"seed must be 0..{MAX_SEED}, got {seed}")
     ids = [int(c) for c in q.get("class", "0").split(",") if c != ""]
     if not ids or any(not 0 <= i < len(sampler.classes) for i in ids):
         raise ValueError(f"class ids must be 0..{len(sampler.classes) - 1}, got {q.get('class')!r}")
