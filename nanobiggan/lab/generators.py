@@ -76,11 +76,17 @@ def load_generator(ckpt: Path, ema: bool = True, device="cpu"):
     return G.to(device, memory_format=torch.channels_last).eval(), cfg, classes  # NHWC: faster convs
 
 
-def slim(ckpt, out, made_by: str) -> Path:
-    """Write the EMA generator of a training checkpoint alone (no D, optimizers or RNG: ~1/4 of the size),
-    with `made_by` (command, steps, minutes, machine) stored beside it, atomically. Returns `out`."""
+def slim(ckpt, out, made_by: str, keep: tuple[str, ...] = ()) -> Path:
+    """Write the EMA generator of a training checkpoint without D, the optimizers or the RNG (~1/4 of the size),
+    with `made_by` (command, steps, minutes, machine) stored beside it, atomically. Returns `out`.
+
+    `keep` adds the raw weights "G" and/or "D" (the shipped cifar10.pt keeps both, +0.3 of its size, so the
+    tutorials can compare raw with EMA weights and ask D, on a fresh clone). Nothing here can resume training."""
     state = load_checkpoint(ckpt)
+    unknown = set(keep) - {"G", "D"}
+    if unknown:
+        raise ValueError(f"slim keeps 'G' and/or 'D' besides the EMA generator, not {sorted(unknown)}")
     small = {"config": state["config"], "step": state["step"], "G_ema": state["G_ema"],
-             "classes": state.get("classes"), "made_by": made_by}
+             "classes": state.get("classes"), "made_by": made_by} | {k: state[k] for k in keep}
     save_checkpoint(small, out)
     return Path(out)
