@@ -80,3 +80,35 @@ def test_grid_overwrites_atomically_and_rejects_bad_input(tmp_path):
         save_grid(torch.zeros(1, 3, 4, 4), tmp_path / "g.jpg", nrow=1)
     with pytest.raises(ValueError, match="nrow"):
         save_grid(torch.zeros(1, 3, 4, 4), path, nrow=0)
+
+
+@settings(max_examples=10, deadline=None)
+@given(n=st.integers(1, 7), nrow=st.integers(1, 4), scale=st.integers(1, 3), labels=st.booleans(), seed=st.integers(0, 99))
+def test_scaled_labelled_grid_holds_the_plain_sheet_pixel_for_pixel(tmp_path_factory, n, nrow, scale, labels, seed):
+    """scale repeats every pixel scale×scale; labels only add a white margin left and above: the sheet inside is
+    the plain one, nearest-neighbour enlarged (np.kron), at the bottom-right corner of the canvas."""
+    known = torch.randint(0, 256, (n, 6, 5, 3), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+    d = tmp_path_factory.mktemp("l")
+    plain = np.asarray(Image.open(save_grid(from_uint8(known), d / "plain.png", nrow=nrow)))
+    rows, cols = -(-n // nrow), min(n, nrow)
+    kw = dict(row_labels=[f"row {i}" for i in range(rows)], col_labels=[str(j) for j in range(cols)]) if labels else {}
+    big = np.asarray(Image.open(save_grid(from_uint8(known), d / "big.png", nrow=nrow, scale=scale, **kw)))
+    enlarged = np.kron(plain, np.ones((scale, scale, 1), np.uint8))
+    h, w = enlarged.shape[:2]
+    np.testing.assert_array_equal(big[-h:, -w:], enlarged)
+    if labels:
+        top, left = big.shape[0] - h, big.shape[1] - w
+        assert top > 0 and left > 0 and (big[:top, left:] < 255).any() and (big[top:, :left] < 255).any()  # ink
+    else:
+        assert big.shape[:2] == (h, w)
+
+
+def test_labelled_grid_refuses_wrong_label_counts_and_scales(tmp_path):
+    x = torch.zeros(6, 3, 4, 4)
+    with pytest.raises(ValueError, match="row_labels has 3 labels for 2 rows: give one per row"):
+        save_grid(x, tmp_path / "g.png", nrow=3, row_labels=["a", "b", "c"])
+    with pytest.raises(ValueError, match="col_labels has 2 labels for 3 columns"):
+        save_grid(x, tmp_path / "g.png", nrow=3, col_labels=["a", "b"])
+    with pytest.raises(ValueError, match="scale must be an int >= 1"):
+        save_grid(x, tmp_path / "g.png", nrow=3, scale=0)
+    assert not list(tmp_path.iterdir())

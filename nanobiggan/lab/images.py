@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from nanobiggan.lab.files import atomic_write
 
@@ -59,10 +59,45 @@ def grid(images: torch.Tensor, nrow: int, padding: int = 2) -> torch.Tensor:
     return F.pad(sheet, (0, 0, padding, 0, padding, 0))  # ... and the top/left border of the sheet
 
 
-def save_grid(images: torch.Tensor, path, nrow: int, padding: int = 2) -> Path:
+def save_grid(images: torch.Tensor, path, nrow: int, padding: int = 2, scale: int = 1,
+              row_labels=None, col_labels=None) -> Path:
     """Write (n 3 h w) images in [-1, 1] as one PNG (`grid`). Atomic (files.atomic_write): a reader never sees
-    half a PNG."""
+    half a PNG.
+
+    For figures a person reads: `scale` enlarges every pixel to scale×scale (nearest neighbour, so no pixel is
+    invented), and `row_labels` / `col_labels` (one string per row / column) are written in a white margin
+    left of / above the sheet. Without them the PNG holds exactly the sheet's pixels (what sample.py writes)."""
     path = check_png_path(path)
     sheet = grid(images, nrow, padding)
-    atomic_write(path, lambda fh: Image.fromarray(sheet.numpy()).save(fh, format="PNG"))
+    image = Image.fromarray(sheet.numpy())
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be an int >= 1 (pixels per image pixel), got {scale!r}")
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    if row_labels is not None or col_labels is not None:
+        n = len(images)
+        image = _labelled(image, row_labels, col_labels, rows=-(-n // nrow), cols=min(nrow, n),
+                          cell=(images.shape[-2] + padding) * scale, padding=padding * scale)
+    atomic_write(path, lambda fh: image.save(fh, format="PNG"))
     return path
+
+
+def _labelled(image: Image.Image, row_labels, col_labels, rows: int, cols: int, cell: int, padding: int):
+    """The sheet on a white canvas with a left margin of row labels and a top margin of column labels, each
+    centred on its row / column of cells (`cell` pixels apart, after a `padding`-pixel border)."""
+    for labels, count, name, what in ((row_labels, rows, "row_labels", "row"), (col_labels, cols, "col_labels", "column")):
+        if labels is not None and len(labels) != count:
+            raise ValueError(f"{name} has {len(labels)} labels for {count} {what}s: give one per {what}")
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(image).textbbox
+    left = 6 + max((measure((0, 0), str(t), font=font)[2] for t in row_labels), default=0) if row_labels else 0
+    top = 6 + max(measure((0, 0), str(t), font=font)[3] for t in col_labels) if col_labels else 0
+    canvas = Image.new("RGB", (image.width + left, image.height + top), "white")
+    canvas.paste(image, (left, top))
+    draw = ImageDraw.Draw(canvas)
+    centre = lambda i: padding + i * cell + (cell - padding) // 2  # noqa: E731  middle of cell i
+    for i, text in enumerate(row_labels or ()):
+        draw.text((left - 3, top + centre(i)), str(text), fill="black", font=font, anchor="rm")
+    for j, text in enumerate(col_labels or ()):
+        draw.text((left + centre(j), top - 3), str(text), fill="black", font=font, anchor="md")
+    return canvas
