@@ -89,9 +89,8 @@ def test_tutorial(path, request, run_outputs, tmp_path, monkeypatch):
     monkeypatch.setenv("NANOBIGGAN_TUTORIAL_FAST", "1")
     monkeypatch.setenv("NANOBIGGAN_FIGURES", str(figures))
     monkeypatch.setenv("NANOBIGGAN_OUT", str(run_outputs))
-    # Tutorials 07-09 use this trained generator if it exists (tutorial 06 ran earlier in this session), else an
-    # untrained one; never a run of yours in ./runs, so the result does not depend on the machine.
-    monkeypatch.setenv("NANOBIGGAN_CHECKPOINT", str(run_outputs / "tutorial06" / "last.pt"))
+    # Tutorials 03 and 07-09 sample the shipped CIFAR-10 generator, never a run of yours in ./runs.
+    monkeypatch.delenv("NANOBIGGAN_CHECKPOINT", raising=False)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.chdir(ROOT)
 
@@ -107,6 +106,19 @@ def test_tutorial(path, request, run_outputs, tmp_path, monkeypatch):
     assert not missing, f"{path.name} embeds figures its code did not write: {missing}"
 
 
+@pytest.mark.parametrize("path", runner.tutorials(), ids=lambda p: p.stem)
+def test_running_a_tutorial_never_overwrites_the_committed_figures(path):
+    """Pictures go to NANOBIGGAN_FIGURES, by default runs/figures: the figures embedded in the tutorials change
+    only when asked (python tutorials/run.py NN --figures tutorials/figures)."""
+    text = path.read_text(encoding="utf-8")
+    writes = re.search(r"save_grid\(|savefig\(|\.save\(", text)
+    defaults = re.findall(r'os\.environ\.get\("NANOBIGGAN_FIGURES", "([^"]+)"\)', text)
+    if writes:
+        assert defaults, f"{path.name} writes pictures but not under NANOBIGGAN_FIGURES"
+    for d in defaults:
+        assert (ROOT / d).resolve() != (ROOT / "tutorials" / "figures").resolve(), f"{path.name}: default {d}"
+
+
 def test_runner_reports_block_and_line(tmp_path):
     """The runner's contract, on a two-block tutorial whose second block fails."""
     md = tmp_path / "99_broken.md"
@@ -119,6 +131,26 @@ def test_runner_reports_block_and_line(tmp_path):
     while tb.tb_next:
         tb = tb.tb_next
     assert tb.tb_frame.f_code.co_filename == str(md) and tb.tb_lineno == 11  # the raising line of the .md file
+
+
+def test_recorded_outputs_follow_their_blocks_and_rerecord_in_place(tmp_path):
+    """--record stores each block's print-out after it (a ```text block after <!-- output -->), leaves the code
+    and the prose as they were, stores nothing for a silent block, and replaces (not duplicates) on a rerun."""
+    md = tmp_path / "97_out.md"
+    original = "# t\n\n```python\nprint('a', 1)\n```\n\nprose\n\n```python\nx = 2\n```\n\n```python\nprint(x)\n```\n"
+    md.write_text(original)
+    outputs = []
+    assert runner.run(md, outputs=outputs) is None and outputs == ["a 1\n", "", "2\n"]
+    runner.record(md, outputs)
+    recorded = md.read_text()
+    assert recorded == original.replace("print('a', 1)\n```\n", "print('a', 1)\n```\n\n<!-- output -->\n```text\na 1\n```\n"
+                                        ).replace("print(x)\n```\n", "print(x)\n```\n\n<!-- output -->\n```text\n2\n```\n")
+    (tmp_path / "96_plain.md").write_text(original)
+    assert [c for _, c, _ in runner.python_blocks(md)] == [c for _, c, _ in runner.python_blocks(tmp_path / "96_plain.md")]
+    runner.record(md, ["b\n", "", "3\n"])
+    assert md.read_text() == recorded.replace("a 1", "b").replace("text\n2", "text\n3")
+    runner.record(md, ["", "", ""])
+    assert md.read_text() == original
 
 
 def test_runner_stops_before_missing_requirements(tmp_path):

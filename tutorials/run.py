@@ -4,11 +4,17 @@ namespace, from the repository root. tests/test_tutorials.py uses the same funct
     python tutorials/run.py 03              # tutorials/03_*.md with its normal settings
     python tutorials/run.py 06 --fast       # the test suite's small settings (seconds, not minutes)
     python tutorials/run.py all --fast
+    python tutorials/run.py 07 --figures tutorials/figures --record   # rewrite the committed figures and outputs
 
 A line `<!-- needs: NAME -->` (invisible on GitHub) before a block marks it and every later block as needing
 NAME ("cifar10": the dataset, "inception": the FID network); the caller decides what to skip.
+
+With --record, what each block prints is stored in the Markdown right after it, as a ```text block opened by
+`<!-- output -->`, the way a notebook keeps its outputs: the reader sees what the code printed without running it.
 """
 import argparse
+import contextlib
+import io
 import os
 import re
 import sys
@@ -18,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 NEEDS = re.compile(r"<!--\s*needs:\s*([\w-]+)\s*-->")
+OUTPUT = re.compile(r"\n\n<!-- output -->\n```text\n.*?^```[ \t]*(?=\n|\Z)", re.S | re.M)  # a recorded output
 
 
 class TutorialError(RuntimeError):
@@ -35,28 +42,69 @@ def python_blocks(path: Path) -> list[tuple[int, str, set[str]]]:
             for m in BLOCK.finditer(text)]
 
 
-def run(path: Path, skip=()) -> str | None:
+class _Tee(io.TextIOBase):
+    """Write to the terminal and keep a copy (a block's output, for --record)."""
+
+    def __init__(self, out):
+        self.out, self.kept = out, io.StringIO()
+
+    def write(self, text):
+        self.kept.write(text)
+        return self.out.write(text)
+
+    def flush(self):
+        self.out.flush()
+
+
+def run(path: Path, skip=(), outputs: list | None = None) -> str | None:
     """Exec the blocks in a fresh namespace; stop before the first block that needs something in `skip`
-    and return why (None: every block ran). Tracebacks point at lines of the .md file itself."""
+    and return why (None: every block ran). Tracebacks point at lines of the .md file itself. If `outputs` is a
+    list, what each block printed is appended to it."""
     namespace = {"__name__": "__main__"}
     for i, (line, code, needs) in enumerate(python_blocks(path), 1):
         if needs & set(skip):
             return f"{Path(path).name}: stopped before block {i}, which needs {', '.join(sorted(needs & set(skip)))}"
+        tee = _Tee(sys.stdout)
         try:
-            exec(compile("\n" * (line - 1) + code, str(path), "exec"), namespace)
+            with contextlib.redirect_stdout(tee):
+                exec(compile("\n" * (line - 1) + code, str(path), "exec"), namespace)
         except Exception as e:
             raise TutorialError(f"{Path(path).name}: python block {i} (line {line}) failed: "
                                 f"{type(e).__name__}: {e}") from e
+        if outputs is not None:
+            outputs.append(tee.kept.getvalue())
     return None
+
+
+def record(path: Path, outputs: list[str]) -> None:
+    """Store outputs[i] after python block i of the Markdown file (replacing what was recorded before; an
+    empty output stores nothing). Text outside the output blocks is unchanged."""
+    text = OUTPUT.sub("", Path(path).read_text(encoding="utf-8"))
+    ends = [m.end() for m in BLOCK.finditer(text)]  # just after each closing ``` (its newline not included)
+    if len(outputs) > len(ends):
+        raise ValueError(f"{Path(path).name}: {len(outputs)} outputs for {len(ends)} python blocks")
+    for end, out in sorted(zip(ends, outputs), reverse=True):
+        if out.strip():
+            fence = "```"
+            text = text[:end] + f"\n\n<!-- output -->\n{fence}text\n{out.rstrip()}\n{fence}" + text[end:]
+    Path(path).write_text(text, encoding="utf-8")
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("which", nargs="+", help="tutorial numbers (01 or 1) or 'all'")
     p.add_argument("--fast", action="store_true", help="small settings (NANOBIGGAN_TUTORIAL_FAST=1)")
+    p.add_argument("--record", action="store_true", help="store what each block prints in the .md file, after "
+                                                         "the block (a ```text block marked <!-- output -->)")
+    p.add_argument("--figures", help="where the pictures go (NANOBIGGAN_FIGURES; default runs/figures, so a run "
+                                     "never overwrites the committed tutorials/figures unless you name it here)")
     args = p.parse_args(argv)
     if args.fast:
         os.environ["NANOBIGGAN_TUTORIAL_FAST"] = "1"
+    if args.figures:
+        os.environ["NANOBIGGAN_FIGURES"] = str(Path(args.figures).resolve())
+    if args.record and args.fast:
+        sys.exit("--record stores the outputs of the normal settings: drop --fast")
     os.chdir(ROOT)  # tutorials use paths relative to the repository root
     sys.path.insert(0, str(ROOT))  # import nanobiggan without installing it
     chosen = [t for t in tutorials() if "all" in args.which or any(t.name.startswith(f"{int(w):02d}_")
@@ -66,8 +114,12 @@ def main(argv=None) -> None:
     for path in chosen:
         t0 = time.perf_counter()
         print(f"=== {path.name}", flush=True)
-        stopped = run(path)
-        print(f"=== {path.name}: {stopped or 'done'} in {time.perf_counter() - t0:.1f} s", flush=True)
+        outputs = [] if args.record else None
+        stopped = run(path, outputs=outputs)
+        if args.record:
+            record(path, outputs)
+        print(f"=== {path.name}: {stopped or 'done'} in {time.perf_counter() - t0:.1f} s; pictures in "
+              f"{os.environ.get('NANOBIGGAN_FIGURES', 'runs/figures')}/", flush=True)
 
 
 if __name__ == "__main__":
