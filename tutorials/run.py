@@ -11,10 +11,16 @@ NAME ("cifar10": the dataset, "inception": the FID network); the caller decides 
 
 With --record, what each block prints is stored in the Markdown right after it, as a ```text block opened by
 `<!-- output -->`, the way a notebook keeps its outputs: the reader sees what the code printed without running it.
+
+The Markdown is the one source. `--notebooks` writes the paired Jupyter notebook beside each tutorial
+(tutorials/NN_name.ipynb): prose as Markdown cells (GitHub's $`x`$ and ```math written as Jupyter's $x$ and $$),
+every ```python block as a code cell holding its recorded output, other code blocks (```bash) as Markdown.
+tests/test_tutorials.py checks that the committed notebooks are exactly what this writes.
 """
 import argparse
 import contextlib
 import io
+import json
 import os
 import re
 import sys
@@ -90,12 +96,62 @@ def record(path: Path, outputs: list[str]) -> None:
     Path(path).write_text(text, encoding="utf-8")
 
 
+INLINE_MATH = re.compile(r"\$`(.+?)`\$")  # GitHub's inline maths, $`x`$
+DISPLAY_MATH = re.compile(r"^([ \t]*)```math[ \t]*\n(.*?)^[ \t]*```[ \t]*$", re.S | re.M)  # GitHub's display maths
+NOTEBOOK_SETUP = ("# The tutorials run from the repository root; Jupyter starts in tutorials/.\n"
+                  "import os, sys\n"
+                  "if os.path.basename(os.getcwd()) == \"tutorials\":\n"
+                  "    os.chdir(\"..\")\n"
+                  "sys.path.insert(0, os.getcwd())")
+
+
+def _lines(text: str) -> list[str]:
+    return text.splitlines(keepends=True)
+
+
+def notebook(path: Path) -> dict:
+    """The Jupyter notebook (nbformat 4) of a tutorial: its prose as Markdown cells, its python blocks as code
+    cells with the outputs recorded after them (--record), a first cell that moves to the repository root."""
+    text = Path(path).read_text(encoding="utf-8")
+
+    def markdown(chunk: str) -> dict | None:
+        chunk = DISPLAY_MATH.sub(lambda m: f"{m.group(1)}$$\n{m.group(2)}{m.group(1)}$$",  # keeps a list's indent
+                                 INLINE_MATH.sub(r"$\1$", chunk)).strip("\n")
+        return {"cell_type": "markdown", "metadata": {}, "source": _lines(chunk)} if chunk.strip() else None
+
+    def code(source: str, out: str | None) -> dict:
+        outs = [{"output_type": "stream", "name": "stdout", "text": _lines(out)}] if out else []
+        return {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": outs,
+                "source": _lines(source.rstrip("\n"))}
+
+    cells, at = [code(NOTEBOOK_SETUP, None)], 0
+    for m in BLOCK.finditer(text):
+        cells += [c for c in [markdown(OUTPUT.sub("", text[at:m.start()]))] if c]
+        out = OUTPUT.match(text, m.end())  # the output recorded right after this block, if any
+        cells.append(code(m.group(1), re.search(r"```text\n(.*)\n```", out.group(0), re.S).group(1) + "\n"
+                          if out else None))
+        at = out.end() if out else m.end()
+    cells += [c for c in [markdown(OUTPUT.sub("", text[at:]))] if c]
+    for i, cell in enumerate(cells):
+        cell["id"] = f"cell-{i}"  # nbformat 4.5 wants ids; stable ones keep the file's diff to what changed
+    return {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
+            "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                         "language_info": {"name": "python"}}}
+
+
+def notebook_text(path: Path) -> str:
+    """notebook(path) as the .ipynb file's text (stable: sorted keys, one-space indent, as Jupyter writes)."""
+    return json.dumps(notebook(path), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("which", nargs="+", help="tutorial numbers (01 or 1) or 'all'")
     p.add_argument("--fast", action="store_true", help="small settings (NANOBIGGAN_TUTORIAL_FAST=1)")
     p.add_argument("--record", action="store_true", help="store what each block prints in the .md file, after "
                                                          "the block (a ```text block marked <!-- output -->)")
+    p.add_argument("--notebooks", action="store_true", help="write the paired notebooks tutorials/NN_*.ipynb "
+                                                            "from the Markdown (no code runs)")
     p.add_argument("--figures", help="where the pictures go (NANOBIGGAN_FIGURES; default runs/figures, so a run "
                                      "never overwrites the committed tutorials/figures unless you name it here)")
     args = p.parse_args(argv)
@@ -111,6 +167,11 @@ def main(argv=None) -> None:
                                                                    for w in args.which if w.isdigit())]
     if not chosen:
         sys.exit(f"no tutorial matches {args.which}: choose from {', '.join(t.stem for t in tutorials())}")
+    if args.notebooks:
+        for path in chosen:
+            path.with_suffix(".ipynb").write_text(notebook_text(path), encoding="utf-8")
+            print(f"wrote {path.with_suffix('.ipynb').relative_to(ROOT)}")
+        return
     for path in chosen:
         t0 = time.perf_counter()
         print(f"=== {path.name}", flush=True)
