@@ -39,6 +39,8 @@ def server(env):
     assert started.wait(60), "the sampler did not start"
     yield f"http://127.0.0.1:{holder['server'].server_address[1]}", env["ckpt"]
     holder["server"].shutdown()
+    thread.join(120)  # serve() closes the sampler: its warm-up stops before the next forward
+    assert not thread.is_alive()
 
 
 def get(url: str) -> tuple[int, dict]:
@@ -81,6 +83,60 @@ def test_answers_are_sample_py_images(server, tmp_path):
     status, body = get(f"{base}/interp?mode=class&class=3,7&seed=1&truncation=0.7")
     assert status == 200 and len(body["images"]) == 32
     np.testing.assert_array_equal(pixels(body["sheet"]), interp)
+
+
+def tiny_sampler(ckpt, warm: bool):
+    from nanobiggan.lab import serve
+    from nanobiggan.lab.generators import load_generator
+    G, cfg, classes = load_generator(ckpt)
+    return serve.Sampler(G, cfg, classes, standing_batches=2, standing_batch_size=8, warm=warm)
+
+
+def test_warm_up_prepares_the_neighbours_exactly_as_a_request_would(env, request):
+    """After a request, the warm-up prepares the slider's neighbouring thresholds (same seed) on its own copy of G;
+    asking for one then computes nothing, and the images equal those of a sampler without warm-up."""
+    from nanobiggan.lab import serve
+    warm, cold = tiny_sampler(env["ckpt"], warm=True), tiny_sampler(env["ckpt"], warm=False)
+    request.addfinalizer(warm.close)
+    assert warm.settle(120) and (0.5, 0) in warm.cache  # the page's first view, prepared at start
+    first = warm.sheet(3, 0.8, seed=4, n=4)
+    assert warm.computed == 1 and warm.settle(120)
+    near = warm.neighbours(0.8, 4)
+    assert near[:2] == [(0.75, 4), (0.85, 4)] and len(near) == 2 * serve.WARM_RADIUS + 1 and near[-1] == (None, 4)
+    assert all(k in warm.cache for k in near)
+    torch = pytest.importorskip("torch")
+    for t, seed in [(0.8, 4), *near]:
+        assert torch.equal(warm.sheet(3, t, seed, n=4), cold.sheet(3, t, seed, n=4)), (t, seed)
+    assert warm.computed == 1 and cold.computed == len(near) + 1  # every neighbour came from the warm-up
+    assert torch.equal(first, cold.sheet(3, 0.8, 4, n=4))
+    assert warm.neighbours(None, 0)[:2] == [(2.0, 0), (1.95, 0)] and warm.neighbours(0.05, 0)[0] == (0.1, 0)
+
+
+def test_a_request_for_the_threshold_being_warmed_waits_for_it(env, request):
+    """Deterministic: the warm-up is held before its first forward of (0.6, 1); the request for (0.6, 1) lets it
+    finish and uses its statistics instead of computing them again."""
+    sampler, cold = tiny_sampler(env["ckpt"], warm=False), tiny_sampler(env["ckpt"], warm=False)
+    sampler.idle.clear()  # as if a request were being served: the warm-up waits before each forward
+    sampler.start_warm_up(first=[(0.6, 1)])
+    request.addfinalizer(sampler.close)
+    with sampler.changed:
+        assert sampler.changed.wait_for(lambda: sampler.warming == (0.6, 1), 60)
+    sampler.idle.set()
+    images = sampler.sheet(2, 0.6, seed=1, n=4)
+    torch = pytest.importorskip("torch")
+    assert sampler.computed == 0 and torch.equal(images, cold.sheet(2, 0.6, 1, n=4))
+    sampler.close()
+    assert not sampler.warm_thread.is_alive() and sampler.wanted == []
+
+
+def test_close_stops_the_warm_up_mid_preparation(env):
+    sampler = tiny_sampler(env["ckpt"], warm=False)
+    sampler.idle.clear()  # hold it before its first forward
+    sampler.start_warm_up(first=[(0.3, 0), (0.4, 0)])
+    with sampler.changed:
+        assert sampler.changed.wait_for(lambda: sampler.warming == (0.3, 0), 60)
+    sampler.close()
+    assert not sampler.warm_thread.is_alive() and (0.3, 0) not in sampler.cache and sampler.warming is None
 
 
 def test_page_info_and_bad_requests(server):

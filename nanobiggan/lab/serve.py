@@ -12,15 +12,22 @@ protocol (nanobiggan/sampling.py) in the same order. Each image, and the whole s
 Python's standard library serves it (http.server) and the page is one HTML file with plain JavaScript
 (lab/sampler.html): nothing to install. It listens on 127.0.0.1 only; it is a tool for your own machine.
 
-Latency: class, n and interpolation changes only run G. A new (truncation, seed) first recomputes the standing
-statistics (App. C.1: `--standing-batches` forwards of 64), as sample.py does; the page shows a spinner meanwhile,
-and the statistics are kept for the next request (`Sampler.cache`, up to CACHE entries).
+Latency: class, n and interpolation changes only run G. A new (truncation, seed) first needs the standing
+statistics (App. C.1: `--standing-batches` forwards of 64), as sample.py computes them: tens of seconds on a CPU,
+behind a spinner. So they are kept (`Sampler.cache`) and computed ahead: after each request, a background thread
+prepares the slider's neighbouring thresholds (WARM_RADIUS steps of WARM_STEP each way, nearest first) for the same
+seed, on its own copy of G, pausing before each of its forwards while a request is being served. A request for
+the threshold it is preparing waits for it rather than starting over. The statistics are the same either way
+(the same function on the same weights and seed; tests/test_serve.py checks it bit for bit).
 """
 from __future__ import annotations
 
 import base64
+import contextlib
+import copy
 import io
 import json
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -38,8 +45,11 @@ from nanobiggan.sampling import class_sheet_inputs, generate, interpolation_inpu
 from nanobiggan.truncation import MIN_THRESHOLD, check_threshold, tfhub_truncated_normal
 
 PAGE = Path(__file__).with_name("sampler.html")
-CACHE = 16     # (truncation, seed) standing statistics kept
-MAX_N = 64     # images per request
+CACHE = 64         # (truncation, seed) standing statistics kept (a few KB each at CIFAR-10 scale)
+MAX_N = 64         # images per request
+WARM_STEP = 0.05   # the page's truncation slider step (sampler.html)
+WARM_RADIUS = 3    # slider steps prepared ahead on each side of the last request
+PAGE_START = (0.5, 0)  # (truncation, seed) the page opens with (sampler.html): prepared first
 
 
 class Sampler:
@@ -50,59 +60,174 @@ class Sampler:
     (pretrained=True: lab/pretrained.load's G, its own BN statistics per truncation, TF-Hub's z convention)."""
 
     def __init__(self, G, cfg, classes, standing_batches: int, standing_batch_size: int, batch_size: int = 64,
-                 pretrained: bool = False, about: str = ""):
+                 pretrained: bool = False, about: str = "", warm: bool = True):
         self.G, self.cfg, self.classes, self.pretrained, self.about = G, cfg, list(classes), pretrained, about
         self.standing_batches, self.standing_batch_size, self.batch_size = (standing_batches, standing_batch_size,
                                                                             batch_size)
-        self.lock = threading.Lock()
-        self.pristine = self._buffers()  # as loaded: every preparation starts here, as sample.py's fresh G does
+        self.lock = threading.Lock()  # one request at a time
+        self.pristine = self._buffers(G)  # as loaded: every preparation starts here, as sample.py's fresh G does
         self.cache: OrderedDict[tuple, dict] = OrderedDict()
+        self.computed = 0  # standing statistics computed for a request (not by the warm-up): the slow path
+        # The warm-up: `wanted` keys, nearest first; `warming` the one in progress; `idle` cleared while a request
+        # is served (the warm-up waits before its next forward); `changed` guards all of these and the cache.
+        self.changed = threading.Condition()
+        self.wanted: list[tuple] = []
+        self.warming = None
+        self.idle = threading.Event()
+        self.idle.set()
+        self.closed, self.warm_thread = False, None
+        if warm and not pretrained:
+            self.start_warm_up(first=[PAGE_START, *self.neighbours(*PAGE_START)])
 
-    def _buffers(self) -> dict:
-        return {k: v.detach().clone() for k, v in self.G.named_buffers()}
+    def start_warm_up(self, first=()) -> None:
+        """Start the warm-up thread, on a copy of G made now (G as loaded), with `first` as its first wishes."""
+        with self.changed:
+            self.wanted = list(first)
+        self.warm_thread = threading.Thread(target=self._warm_loop, args=(copy.deepcopy(self.G),), daemon=True)
+        self.warm_thread.start()
 
-    def _load_buffers(self, buffers: dict) -> None:
+    def close(self) -> None:
+        """Stop the warm-up (before its next forward) and wait for it: nothing runs on after the page is closed."""
+        with self.changed:
+            self.closed = True
+            self.wanted = []
+            self.changed.notify_all()
+        self.idle.set()
+        if self.warm_thread is not None:
+            self.warm_thread.join()
+
+    @staticmethod
+    def _buffers(G) -> dict:
+        return {k: v.detach().clone() for k, v in G.named_buffers()}
+
+    @staticmethod
+    def _load_buffers(G, buffers: dict) -> None:
         with torch.no_grad():
-            for k, v in self.G.named_buffers():
+            for k, v in G.named_buffers():
                 v.copy_(buffers[k])
 
+    def _compute(self, G, key) -> dict:
+        """sample.py's standing statistics for key = (truncation, seed), computed on G from the pristine state."""
+        self._load_buffers(G, self.pristine)
+        prepare_for_sampling(G, key[0], self.standing_batches, key[1], self.standing_batch_size)
+        return self._buffers(G)
+
+    def _store(self, key, buffers: dict) -> None:  # with self.changed held
+        self.cache[key] = buffers
+        self.cache.move_to_end(key)
+        while len(self.cache) > CACHE:
+            self.cache.popitem(last=False)
+        self.changed.notify_all()
+
     def _prepare(self, truncation, seed: int) -> None:
-        """G's state for (truncation, seed), from the cache or as sample.py computes it."""
+        """G's state for (truncation, seed): from the cache, from the warm-up if it is preparing exactly this,
+        else computed here, as sample.py computes it."""
         if self.pretrained:
             from nanobiggan.lab.pretrained import set_truncation
             set_truncation(self.G, 1.0 if truncation is None else truncation)
             return
         key = (truncation, seed)
-        if key in self.cache:
-            self.cache.move_to_end(key)
-            self._load_buffers(self.cache[key])
+        with self.changed:
+            if self.warming == key:  # let the warm-up finish it: waiting costs less than starting over
+                self.idle.set()
+                self.changed.wait_for(lambda: key in self.cache or self.warming != key)
+                self.idle.clear()
+            buffers = self.cache.get(key)
+            if buffers is not None:
+                self.cache.move_to_end(key)
+        if buffers is None:
+            buffers = self._compute(self.G, key)
+            self.computed += 1
+            with self.changed:
+                self._store(key, buffers)
+        self._load_buffers(self.G, buffers)
+
+    @contextlib.contextmanager
+    def _serving(self):
+        """One request at a time, with the warm-up paused (it waits before its next forward) while it runs."""
+        with self.lock:
+            self.idle.clear()
+            try:
+                yield
+            finally:
+                self.idle.set()
+
+    def neighbours(self, truncation, seed: int) -> list[tuple]:
+        """The keys the warm-up prepares after a request at (truncation, seed): the slider's thresholds within
+        WARM_RADIUS steps, nearest first (none: the top of the slider), then no truncation."""
+        low, top = max(WARM_STEP, MIN_THRESHOLD), 2.0
+        at = top + WARM_STEP if truncation is None else truncation
+        ts = [round(at + sign * k * WARM_STEP, 2) for k in range(1, WARM_RADIUS + 1) for sign in (-1, 1)]
+        return [(t, seed) for t in ts if low - 1e-9 <= t <= top + 1e-9] + ([(None, seed)] if truncation else [])
+
+    def _want(self, truncation, seed: int) -> None:
+        if self.pretrained:
             return
-        self._load_buffers(self.pristine)
-        prepare_for_sampling(self.G, truncation, self.standing_batches, seed, self.standing_batch_size)
-        self.cache[key] = self._buffers()
-        if len(self.cache) > CACHE:
-            self.cache.popitem(last=False)
+        with self.changed:
+            self.wanted = [k for k in self.neighbours(truncation, seed) if k not in self.cache]
+            self.changed.notify_all()
+
+    def settle(self, timeout: float = 600) -> bool:
+        """Wait until the warm-up has nothing left to do (tests; a script that wants every neighbour ready)."""
+        with self.changed:
+            return self.changed.wait_for(lambda: not self.wanted and self.warming is None, timeout)
+
+    def _warm_loop(self, G) -> None:
+        class Closed(Exception):
+            pass
+
+        def pause(*_):  # before each forward: wait while a request is served (returns None: inputs unchanged)
+            self.idle.wait()
+            if self.closed:
+                raise Closed
+        G.register_forward_pre_hook(pause)
+        while True:
+            with self.changed:
+                self.changed.wait_for(lambda: self.wanted or self.closed)
+                if self.closed:
+                    return
+                key = self.wanted.pop(0)
+                if key in self.cache:
+                    continue
+                self.warming = key
+            buffers = None
+            try:
+                buffers = self._compute(G, key)
+            except Closed:
+                pass
+            except Exception as e:  # noqa: BLE001  the page still works; a request then computes it itself
+                print(f"sampler: preparing truncation {key[0]}, seed {key[1]} ahead failed: {e}", file=sys.stderr)
+            finally:
+                with self.changed:  # stored and released together: a waiting request finds it in the cache
+                    if buffers is not None:
+                        self._store(key, buffers)
+                    self.warming = None
+                    self.changed.notify_all()
 
     def sheet(self, class_id: int, truncation=None, seed: int = 0, n: int = 8) -> torch.Tensor:
         """`python sample.py --class ID --n N --seed S [--truncation T]` (with --pretrained for released weights)."""
-        with self.lock:
+        with self._serving():
             self._prepare(truncation, seed)
             z, y = class_sheet_inputs(self.cfg.z_dim, self.cfg.n_classes, classes=[class_id], per_class=n,
                                       threshold=None if self.pretrained else truncation, seed=seed)
             if self.pretrained:  # sample.py's sample_pretrained: TF-Hub's z = t · truncnorm(-2, 2)
                 t = 1.0 if truncation is None else truncation
                 z = tfhub_truncated_normal((n, self.cfg.z_dim), t, generator=torch.Generator().manual_seed(seed))
-            return generate(self.G, z, y, batch_size=self.batch_size)
+            images = generate(self.G, z, y, batch_size=self.batch_size)
+        self._want(truncation, seed)
+        return images
 
     def interpolation(self, mode: str, classes: list[int], truncation=None, seed: int = 0) -> torch.Tensor:
         """`python sample.py --interp MODE --class A [B] --seed S [--truncation T]`: 4 rows of 8 steps."""
         if self.pretrained:
             raise ValueError("interpolation sheets are drawn for this project's checkpoints only (sample.py "
                              "--interp does not take --pretrained)")
-        with self.lock:
+        with self._serving():
             self._prepare(truncation, seed)
             z, e = interpolation_inputs(self.G, mode, threshold=truncation, seed=seed, classes=classes)
-            return generate(self.G, z, e, batch_size=self.batch_size)
+            images = generate(self.G, z, e, batch_size=self.batch_size)
+        self._want(truncation, seed)
+        return images
 
     def info(self) -> dict:
         return {"name": self.cfg.name, "classes": self.classes, "resolution": self.cfg.resolution,
@@ -192,3 +317,4 @@ def serve(sampler: Sampler, port: int = 8000, host: str = "127.0.0.1", ready=Non
         pass
     finally:
         server.server_close()
+        sampler.close()
