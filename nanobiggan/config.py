@@ -34,8 +34,8 @@ D_WIDTHS = {
 # BigGAN's D downsamples in every block but the last; at 32x32 it stops at 8x8 (SN-GAN's CIFAR D).
 D_DOWN_32 = (True, True, False, False)
 # The fields that decide the networks' shapes: a resumed run cannot change them (its weights would not fit).
-ARCHITECTURE = ("resolution", "n_classes", "deep", "g_ch", "d_ch", "z_dim", "shared_dim", "g_attn", "d_attn",
-                "sn_num_svs")
+ARCHITECTURE = ("resolution", "n_classes", "deep", "g_ch", "d_ch", "z_dim", "shared_dim", "shared", "hier", "g_attn",
+                "d_attn", "sn_num_svs")
 MAX_SEED = 2**32 - 1  # numpy's limit; the data order multiplies the seed, which must stay within int64
 
 
@@ -63,6 +63,11 @@ class Config:
     z_dim: int = knob(80, "latent size; BigGAN splits it into one chunk per G stage + 1 (§3, 'skip-z'), "
                           "BigGAN-deep uses it whole")
     shared_dim: int = knob(128, "size of the shared class embedding every conditional BN projects (§3)")
+    shared: bool = knob(True, "one shared class embedding projected by every conditional BN (§3); false: each "
+                              "conditional BN has its own per-class gain and bias tables (SA-GAN; Table 1's "
+                              "rows before '+Shared')")
+    hier: bool = knob(True, "hierarchical latent, 'skip-z' (§3): a chunk of z to the first layer and one to each "
+                            "G stage; false: all of z feeds the first layer only (Table 1's rows before '+Hier.')")
     shared_init_std: float = knob(0.0, "0: orthogonal class embedding (App. C); s > 0: N(0, s^2) entries")
     g_attn: int = knob(16, "resolution in pixels of G's self-attention block, one of its stages' (8 ... "
                            "resolution); 0: none")
@@ -141,8 +146,9 @@ class Config:
 
     @property
     def z_chunks(self) -> int:
-        """Hierarchical latent (§3 'skip-z'): one chunk for the first linear layer + one per G stage."""
-        return 1 if self.deep else self.n_g_stages + 1
+        """Hierarchical latent (§3 'skip-z'): one chunk for the first linear layer + one per G stage (1: z whole,
+        BigGAN-deep or hier=False)."""
+        return 1 if self.deep or not self.hier else self.n_g_stages + 1
 
     @property
     def z_chunk_size(self) -> int:
@@ -150,8 +156,13 @@ class Config:
 
     @property
     def cond_dim(self) -> int:
-        """Input size of every CBN projection: [z chunk, shared embedding] (deep: [z, embedding])."""
-        return self.z_chunk_size + self.shared_dim if not self.deep else self.z_dim + self.shared_dim
+        """Input size of every CBN projection: [z chunk, shared embedding] (deep: [z, embedding]; hier=False:
+        the embedding alone; shared=False: the one-hot class, which selects a row of each per-class table)."""
+        if self.deep:
+            return self.z_dim + self.shared_dim
+        if not self.shared:
+            return self.n_classes
+        return self.z_chunk_size + self.shared_dim if self.hier else self.shared_dim
 
     @property
     def sn(self) -> dict:
@@ -203,6 +214,12 @@ class Config:
         for name in ("shared_init_std", "ortho_beta", "r1_gamma", "sigma_clamp", "sigma_clamp_ratio"):
             if not getattr(self, name) >= 0:  # a negative strength is not "off": refuse it (NaN too)
                 bad(name, f"must be >= 0 (0: off), got {getattr(self, name)}")
+        if self.deep and not (self.shared and self.hier):
+            bad("shared/hier", "BigGAN-deep always conditions every block on [z, shared embedding]: keep "
+                               "shared and hier true (they switch off BigGAN's §3 additions for Table 1's ablation)")
+        if self.hier and not self.shared:
+            bad("hier", "skip-z concatenates z chunks with the shared embedding: with shared=false set "
+                        "hier=false too (Table 1 adds '+Hier.' on top of '+Shared')")
         if self.sigma_clamp_ratio and self.sn_num_svs < 2:
             bad("sigma_clamp_ratio", "needs sn_num_svs >= 2 (it clamps sigma0 to r * sigma1)")
         if self.eval_every < 0:

@@ -11,9 +11,15 @@ the identity: channels are dropped (x[:, :out]) rather than mixed by a 1x1 conv.
 Both: spectral norm on every conv/linear (§3: SN in G too), conditional BN with a shared embedding,
 one self-attention block at `cfg.g_attn`, orthogonal init, tanh output in [-1, 1].
 
+Table 1's ablation switches BigGAN's §3 additions off: cfg.hier=False feeds all of z to the first layer only
+and conditions every block on the class alone; cfg.shared=False also replaces the shared embedding by SA-GAN's
+per-layer class tables (the class then enters as a one-hot vector, `embed`).
+
 Tutorial: tutorials/03_conditional_bn.md, tutorials/05_building_models.md
 """
 from __future__ import annotations
+
+from itertools import repeat
 
 import torch
 import torch.nn as nn
@@ -33,7 +39,8 @@ class GBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, cfg: Config):
         super().__init__()
-        bn = dict(cond_dim=cfg.cond_dim, eps=cfg.bn_eps, sn_eps=cfg.sn_eps, sn_num_svs=cfg.sn_num_svs)
+        bn = dict(cond_dim=cfg.cond_dim, eps=cfg.bn_eps, sn_eps=cfg.sn_eps, sn_num_svs=cfg.sn_num_svs,
+                  per_class=not cfg.shared)
         self.bn1, self.bn2 = ConditionalBatchNorm2d(cin, **bn), ConditionalBatchNorm2d(cout, **bn)
         self.conv1 = SNConv2d(cin, cout, 3, padding=1, **cfg.sn)
         self.conv2 = SNConv2d(cout, cout, 3, padding=1, **cfg.sn)
@@ -79,7 +86,8 @@ class Generator(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg, w = cfg, cfg.g_widths
-        self.shared = nn.Embedding(cfg.n_classes, cfg.shared_dim)  # no SN, no ortho reg (§3)
+        # no SN, no ortho reg (§3); shared=False: none, the class enters each layer's own tables one-hot
+        self.shared = nn.Embedding(cfg.n_classes, cfg.shared_dim) if cfg.shared else None
         lin_in = cfg.z_dim + cfg.shared_dim if cfg.deep else cfg.z_chunk_size
         self.linear = SNLinear(lin_in, 4 * 4 * w[0], **cfg.sn)
         self.blocks = nn.ModuleList()
@@ -96,26 +104,32 @@ class Generator(nn.Module):
         self.out_bn = nn.BatchNorm2d(w[-1], eps=cfg.bn_eps)
         self.out_conv = SNConv2d(w[-1], 3, 3, padding=1, **cfg.sn)
         init_orthogonal_(self)
-        if cfg.shared_init_std > 0 and not self.shared.weight.is_meta:
+        if cfg.shared and cfg.shared_init_std > 0 and not self.shared.weight.is_meta:
             # An orthogonal (10 x 128) table has unit rows, 4.5x smaller than a 20-D z chunk, so z decides
             # the CBN conditioning until the embedding grows: ~100k steps in the paper, too slow on a CPU.
             nn.init.normal_(self.shared.weight, std=cfg.shared_init_std)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.synthesize(z, self.shared(y))
+        return self.synthesize(z, self.embed(y))
+
+    def embed(self, y: torch.Tensor) -> torch.Tensor:
+        """The class code e that conditions G: the shared embedding (n shared_dim), or with shared=False the
+        one-hot class (n n_classes), which each layer's per-class tables read."""
+        if self.shared is not None:
+            return self.shared(y)
+        return F.one_hot(y, self.cfg.n_classes).to(self.linear.weight.dtype)
 
     def synthesize(self, z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        """G from a class *embedding* e (n shared_dim): lets you interpolate between classes (Fig. 8)."""
-        if self.cfg.deep:
+        """G from a class *embedding* e (`embed`): lets you interpolate between classes (Fig. 8)."""
+        if self.cfg.deep:  # BigGAN-deep: the same [z, e] for every block
             c = torch.cat([z, e], 1)
-            h, conds = self.linear(c), None
-        else:
+            h, conds = self.linear(c), repeat(c)
+        elif self.cfg.hier:  # BigGAN's skip-z: chunk 0 to the linear layer, chunk i+1 (with e) to block i
             zs = z.split(self.cfg.z_chunk_size, 1)
             h, conds = self.linear(zs[0]), iter([torch.cat([zi, e], 1) for zi in zs[1:]])
+        else:  # Table 1 before '+Hier.': z enters at the bottom only, every block sees the class alone
+            h, conds = self.linear(z), repeat(e)
         h = rearrange(h, "n (c h w) -> n c h w", h=4, w=4)
         for block in self.blocks:
-            if isinstance(block, SelfAttention):
-                h = block(h)
-            else:  # BigGAN: chunk i+1 for block i; BigGAN-deep: the same [z, e] for every block
-                h = block(h, c if conds is None else next(conds))
+            h = block(h) if isinstance(block, SelfAttention) else block(h, next(conds))
         return torch.tanh(self.out_conv(F.relu(self.out_bn(h), inplace=True)))

@@ -72,13 +72,14 @@ def ortho_grad(weight: Tensor, full: bool = False) -> Tensor:
     return (4 * _gram_residual(w, full) @ w).view_as(weight)
 
 
-def ortho_parameters(model: nn.Module, exclude=("shared",)) -> list[tuple[str, nn.Parameter]]:
+def ortho_parameters(model: nn.Module, exclude=("shared", "table")) -> list[tuple[str, nn.Parameter]]:
     """The `(name, parameter)` pairs regularised: trainable parameters with ndim >= 2 whose
     dotted name has no component in `exclude`.
 
     1-D parameters (biases, BN gains) are not matrices and are skipped. G's shared class
     embedding is called `shared` and excluded by default, as in the paper: its rows are
-    class codes, not filters. Frozen parameters (requires_grad False) are skipped too.
+    class codes, not filters; so are SA-GAN's per-class tables (cbn.ClassTable's `table`, the
+    Table 1 ablation). Frozen parameters (requires_grad False) are skipped too.
     """
     if isinstance(exclude, str):
         exclude = (exclude,)  # a lone string would otherwise be iterated letter by letter
@@ -89,7 +90,7 @@ def ortho_parameters(model: nn.Module, exclude=("shared",)) -> list[tuple[str, n
     ]
 
 
-def ortho_loss(model: nn.Module, beta: float = 1e-4, full: bool = False, exclude=("shared",)) -> Tensor:
+def ortho_loss(model: nn.Module, beta: float = 1e-4, full: bool = False, exclude=("shared", "table")) -> Tensor:
     """β·Σ_W R(W) over `ortho_parameters(model, exclude)`; add it to G's loss before backward."""
     params = ortho_parameters(model, exclude)
     if not params:
@@ -98,7 +99,7 @@ def ortho_loss(model: nn.Module, beta: float = 1e-4, full: bool = False, exclude
 
 
 @torch.no_grad()
-def ortho_(model: nn.Module, beta: float = 1e-4, full: bool = False, exclude=("shared",)) -> None:
+def ortho_(model: nn.Module, beta: float = 1e-4, full: bool = False, exclude=("shared", "table")) -> None:
     """Direct-gradient form: `p.grad += β·ortho_grad(p)` for every regularised parameter.
 
     Call after G's `loss.backward()` and before `optimizer.step()`. Gives the same gradients as

@@ -124,8 +124,8 @@ def interpolation_inputs(G, mode: str, n_rows: int = 4, steps: int = 8, threshol
         rows = torch.arange(n_rows)
         first, second = ids[rows % len(ids)], ids[(rows + 1) % len(ids)]
 
-    def embed(ids):  # (r shared_dim): the very e that G(z, y) would use
-        return G.shared(ids.to(next(G.parameters()).device)).float().cpu()
+    def embed(ids):  # (r shared_dim), or one-hot (r n_classes) for shared=False: the very e that G(z, y) uses
+        return G.embed(ids.to(next(G.parameters()).device)).float().cpu()
 
     t = rearrange(torch.linspace(0, 1, steps), "s -> 1 s 1")
     if mode == "z":

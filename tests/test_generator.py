@@ -102,3 +102,58 @@ def test_shared_embedding_init(std):
         assert abs(E.std().item() / std - 1) < 0.1 and abs(E.mean().item()) < 0.1 * std
     with pytest.raises(ValueError, match="shared_init_std"):
         get_config("cifar10-tiny", shared_init_std=-1.0)
+
+
+# ---- Table 1's ablation switches: hier=False (z at the bottom only), shared=False (SA-GAN's per-class tables)
+
+def test_without_hier_z_feeds_the_linear_layer_only_and_blocks_see_the_class_alone():
+    """hier=False (Table 1 before '+Hier.'): the first layer takes all of z; every CBN is conditioned on the
+    shared embedding alone, so a change of z reaches the blocks only through the first layer's features."""
+    cfg = get_config("cifar10-tiny", hier=False, **TINY)
+    G = Generator(cfg)
+    assert cfg.z_chunks == 1 and G.linear.in_features == cfg.z_dim and cfg.cond_dim == cfg.shared_dim
+    z, y = torch.randn(2, cfg.z_dim), torch.tensor([3, 7])
+    conds = _captured_conditions(G, z, y)
+    assert conds and all(torch.equal(c, G.shared(y)) for c in conds.values())
+    assert all(torch.equal(c, G.shared(y)) for c in _captured_conditions(G, torch.randn(2, cfg.z_dim), y).values())
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), y=st.lists(st.integers(0, 9), min_size=2, max_size=5))
+def test_without_shared_each_cbn_reads_its_own_class_row(seed, y):
+    """shared=False (SA-GAN; Table 1's first rows): no shared embedding; every CBN has its own per-class gain and
+    bias tables, and sample i gets BN(x)·(1 + gain[:, y_i]) + bias[:, y_i] (an explicit lookup)."""
+    torch.manual_seed(seed)
+    cfg = get_config("cifar10-tiny", shared=False, hier=False, **TINY)
+    G = Generator(cfg)
+    assert G.shared is None and cfg.cond_dim == cfg.n_classes
+    cbns = [m for m in G.modules() if isinstance(m, ConditionalBatchNorm2d)]
+    assert all(m.gain.table.shape == (m.bn.num_features, 10) and not m.gain.table.any() for m in cbns)  # 0 at init
+    cbn, y = cbns[0], torch.tensor(y)
+    with torch.no_grad():
+        cbn.gain.table.normal_(), cbn.bias.table.normal_()
+    x = torch.randn(len(y), cbn.bn.num_features, 4, 4)
+    out = cbn.eval()(x, G.embed(y))
+    expected = cbn.bn(x) * (1 + cbn.gain.table.T[y])[:, :, None, None] + cbn.bias.table.T[y][:, :, None, None]
+    torch.testing.assert_close(out, expected)
+
+
+def test_without_shared_the_untrained_g_ignores_the_class_and_interpolates_one_hots():
+    """Zero tables at init: G(z, y) does not depend on y (SA-GAN's gain 1, bias 0). The class enters as a one-hot
+    vector, so class interpolation (Fig. 8) moves linearly between two classes' table rows."""
+    from nanobiggan.sampling import generate, interpolation_inputs, prepare_for_sampling
+    cfg = get_config("cifar10-tiny", shared=False, hier=False, **TINY)
+    G = prepare_for_sampling(Generator(cfg), n_batches=2, batch_size=8)
+    z = torch.randn(1, cfg.z_dim).repeat(3, 1)
+    images = G(z, torch.tensor([0, 4, 9]))
+    torch.testing.assert_close(images[0], images[1]) and torch.testing.assert_close(images[0], images[2])
+    zz, e = interpolation_inputs(G, "class", n_rows=1, steps=3, classes=[2, 5])
+    torch.testing.assert_close(e[1], (G.embed(torch.tensor(2)) + G.embed(torch.tensor(5))).float() / 2)
+    torch.testing.assert_close(generate(G, zz[:1], e[:1]), generate(G, zz[:1], torch.tensor([2])))
+
+
+def test_ablation_switches_refused_where_they_make_no_sense():
+    with pytest.raises(ValueError, match="set hier=false too"):
+        get_config("cifar10-tiny", shared=False)
+    with pytest.raises(ValueError, match="BigGAN-deep always conditions"):
+        get_config("cifar10-tiny", deep=True, z_dim=128, hier=False)

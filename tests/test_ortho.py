@@ -69,6 +69,15 @@ def tiny_g():
     ).double()
 
 
+def test_ortho_parameters_excludes_per_class_tables():
+    """SA-GAN's per-class CBN tables (shared=False) are class codes, like the shared embedding: not regularised."""
+    from nanobiggan import Generator, get_config
+    G = Generator(get_config("cifar10-tiny", g_ch=8, d_ch=8, shared=False, hier=False))
+    names = [n for n, _ in ortho_parameters(G)]
+    assert names and not any("table" in n for n in names)
+    assert any(n.endswith("gain.table") for n, _ in ortho_parameters(G, exclude=()))
+
+
 def test_ortho_parameters_excludes_shared_and_1d():
     names = [n for n, _ in ortho_parameters(tiny_g())]
     assert names == ["fc.weight", "block.conv.weight"]
