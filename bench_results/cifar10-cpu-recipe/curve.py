@@ -8,7 +8,7 @@ classifier), one subprocess per checkpoint, its JSON kept beside the curve. The 
 at --final-n (the number quoted in the README; FID falls with n, so the curve keeps one n throughout).
 --every K scores every K-th checkpoint, --at S1 S2 ... those steps (and always the last): each point costs
 ~5 CPU-minutes of Inception at n = 2k. Minutes come from the run's log.jsonl (`wall_s`: seconds since the
-training loop began). Writes OUT/curve.json and OUT/curve.png (OUT defaults to this folder).
+training loop began, summed over resumed segments). Writes OUT/curve.json and OUT/curve.png (OUT defaults to this folder).
 """
 import argparse
 import json
@@ -21,14 +21,18 @@ HERE = Path(__file__).resolve().parent
 
 
 def wall_minutes(run: Path) -> dict[int, float]:
-    minutes = {}
+    """Training minutes at each logged step, summed over the run's segments (--resume restarts `wall_s`)."""
+    minutes, offset, last = {}, 0.0, 0.0
     for line in (run / "log.jsonl").read_text().splitlines():
         try:
             r = json.loads(line)
         except json.JSONDecodeError:
             continue
         if "wall_s" in r:
-            minutes[r["step"]] = r["wall_s"] / 60
+            if r["wall_s"] < last:  # a resumed segment: its clock restarts at 0, so add the time before it
+                offset += last
+            last = r["wall_s"]
+            minutes[r["step"]] = (offset + r["wall_s"]) / 60
     return minutes
 
 
