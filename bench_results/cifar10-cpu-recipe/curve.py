@@ -7,7 +7,8 @@ statistics, no truncation; FID against a fixed 10k CIFAR-10 train subset, class 
 classifier), one subprocess per checkpoint, its JSON kept beside the curve. The last checkpoint is also scored
 at --final-n (the number quoted in the README; FID falls with n, so the curve keeps one n throughout).
 --every K scores every K-th checkpoint, --at S1 S2 ... those steps (and always the last): each point costs
-~5 CPU-minutes of Inception at n = 2k. Minutes come from the run's log.jsonl (`wall_s`: seconds since the
+~5 CPU-minutes of Inception at n = 2k. The curve holds every step scored at --n so far (its eval_*.json files),
+also those whose checkpoints the run has since pruned. Minutes come from the run's log.jsonl (`wall_s`: seconds since the
 training loop began, summed over resumed segments). Writes OUT/curve.json and OUT/curve.png (OUT defaults to this folder).
 """
 import argparse
@@ -62,10 +63,12 @@ def main():
     ckpts = [c for i, c in enumerate(ckpts) if c == ckpts[-1] or
              (step_of(c) in a.at if a.at else (i + 1) % a.every == 0)]
     minutes = wall_minutes(a.run)
-    points = []
     for c in ckpts:
-        step = int(re.findall(r"\d+", c.stem)[0])
-        r = score(c, a.n, a.out)
+        score(c, a.n, a.out)
+    # Every step scored at this n so far, also those whose checkpoints the run has since pruned (keep_last).
+    points = []
+    for js in sorted(a.out.glob(f"eval_step_*_n{a.n}.json"), key=lambda p: int(re.findall(r"\d+", p.stem)[0])):
+        step, r = int(re.findall(r"\d+", js.stem)[0]), json.loads(js.read_text())["results"][0]
         points.append({"step": step, "minutes": minutes.get(step), "n": a.n, "fid": r.get("fid"),
                        "kid": r.get("kid"), "class_acc": r.get("class_acc"),
                        "class_acc_per_class": r.get("class_acc_per_class")})
