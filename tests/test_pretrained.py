@@ -221,6 +221,105 @@ def test_released_width_256_512_match(ppb, tmp_path_factory, resolution):
     assert _max_diff(ref, G, 0.333, n=1)[0] <= TOL
 
 
+# ----------------------------------------------------------------------------- the inverse: our G in their format
+def _random_stats(G, gen, n_stats=51):
+    """Random per-truncation statistics for every BatchNorm of G: (means, vars), each (n_stats C)."""
+    return {name: (0.3 * torch.randn(n_stats, G.get_submodule(name).num_features, generator=gen),
+                   0.5 + 1.5 * torch.rand(n_stats, G.get_submodule(name).num_features, generator=gen))
+            for name in P._bn_names(G)}
+
+
+@pytest.fixture(scope="module")
+def ours_narrow():
+    """Our randomly initialised biggan-deep-128 at width 16, with nothing left at an identity: biases, the
+    attention gain, the output BN's affine, and SN vectors perturbed off their converged values (σ = uᵀWv is
+    then not the true σ0, so u and v must travel exactly)."""
+    torch.manual_seed(7)
+    G = Generator(get_config("biggan-deep-128", g_ch=16)).eval()
+    gen = torch.Generator().manual_seed(8)
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("bias") or name == "out_bn.weight":
+                p.copy_((0.75 if name == "out_bn.weight" else 0) + 0.1 * torch.randn(p.shape, generator=gen))
+        for m in G.modules():
+            if hasattr(m, "gamma"):
+                m.gamma.fill_(0.7)
+            if isinstance(m, P.SpectralNorm):
+                m.u.copy_(F.normalize(m.u + 0.3 * torch.randn(m.u.shape, generator=gen) / math.sqrt(m.u.shape[1]), dim=1))
+                m.v.copy_(F.normalize(m.v + 0.3 * torch.randn(m.v.shape, generator=gen) / math.sqrt(m.v.shape[1]), dim=1))
+    return G
+
+
+@settings(max_examples=8, deadline=None)
+@given(t=st.one_of(st.floats(0.01, 1), st.sampled_from([0.14, 0.4, 1.0])), seed=st.integers(0, 2**31 - 1))
+def test_convert_inverts_to_reference(ours_narrow, t, seed):
+    """convert(to_reference(G, stats)) computes what G computes with the same statistics, at any truncation
+    (the property tutorial 13 relies on to make a released-format folder offline), and G is left unchanged."""
+    G, gen = ours_narrow, torch.Generator().manual_seed(seed)
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    stats = _random_stats(G, gen)
+    back, cfg = P.convert(*P.to_reference(G, stats))
+    assert cfg.name == G.cfg.name and cfg.g_ch == G.cfg.g_ch
+    assert all(torch.equal(v, G.state_dict()[k]) for k, v in before.items())
+    z, y = tfhub_truncated_normal((2, 128), t, generator=gen), torch.randint(0, 1000, (2,), generator=gen)
+    with torch.no_grad():
+        ours = P.set_truncation(G, t, stats)(z, y)
+        theirs = P.set_truncation(back, t)(z, y)
+    torch.testing.assert_close(theirs, ours, rtol=0, atol=1e-5)
+    assert ours.std() > 0.05
+
+
+def test_saved_reference_is_read_by_the_reference_itself(ppb, ours_narrow, tmp_path):
+    """save_reference writes files pytorch-pretrained-biggan reads with every tensor in place (its own loader
+    is not strict, so names and shapes are checked too) and computes our outputs from."""
+    G, gen = ours_narrow, torch.Generator().manual_seed(3)
+    stats = _random_stats(G, gen)
+    assert P.save_reference(G, tmp_path / "deep", stats) == tmp_path / "deep"
+    ref = ppb.BigGAN.from_pretrained(str(tmp_path / "deep")).eval()
+    saved = torch.load(tmp_path / "deep" / P.WEIGHTS_NAME, weights_only=True)
+    assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in ref.state_dict().items()}
+    for t in (0.333, 1.0):
+        assert _max_diff(ref, P.set_truncation(G, t, stats), t, n=2)[0] <= TOL
+
+
+def test_to_reference_defaults_to_the_loaded_or_current_statistics(narrow, ours_narrow):
+    _, _, loaded = narrow(128)
+    ref, _ = P.to_reference(loaded)  # the 51 sets load() kept on G
+    assert torch.equal(ref["generator.layers.0.bn_0.running_means"], loaded.truncation_stats["blocks.0.bn1.bn"][0])
+    ref, config = P.to_reference(ours_narrow)  # no stored sets: the current statistics at every truncation
+    assert config["n_stats"] == 51 and torch.equal(ref["generator.bn.running_vars"][17], ours_narrow.out_bn.running_var)
+
+
+def test_to_reference_refuses_what_the_reference_cannot_hold(ours_narrow):
+    G = ours_narrow
+    stats = _random_stats(G, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="BigGAN-deep Generator at 128, 256 or 512"):
+        P.to_reference(Generator(get_config("cifar10-tiny")))
+    with pytest.raises(ValueError, match="shared_dim == z_dim"):
+        with torch.device("meta"):
+            P.to_reference(Generator(get_config("biggan-deep-128", g_ch=16, shared_dim=64)))
+    with pytest.raises(ValueError, match=r"missing \['out_bn'\]"):
+        P.to_reference(G, {k: v for k, v in stats.items() if k != "out_bn"})
+    with pytest.raises(ValueError, match=r"shape \(51, 5\): need \(n_stats 16\)"):
+        P.to_reference(G, {**stats, "out_bn": (torch.zeros(51, 5), torch.ones(51, 5))})
+    with pytest.raises(ValueError, match="> 0"):
+        P.to_reference(G, {**stats, "out_bn": (torch.zeros(51, 16), torch.zeros(51, 16))})
+    with pytest.raises(ValueError, match="same number of stored truncations"):
+        P.to_reference(G, {**stats, "out_bn": (torch.zeros(11, 16), torch.ones(11, 16))})
+
+
+def test_cached_names_only_complete_downloads(tmp_path, monkeypatch):
+    monkeypatch.setenv("NANOBIGGAN_CACHE", str(tmp_path))
+    assert P.cached("biggan-deep-128") is None
+    (tmp_path / "biggan-deep-128").mkdir()
+    (tmp_path / "biggan-deep-128" / P.CONFIG_NAME).write_text("{}")
+    assert P.cached("biggan-deep-128") is None  # half a download is not the weights
+    (tmp_path / "biggan-deep-128" / P.WEIGHTS_NAME).write_bytes(b"")
+    assert P.cached("biggan-deep-128") == tmp_path / "biggan-deep-128"
+    with pytest.raises(ValueError, match="biggan-deep-256"):
+        P.cached("biggan-128")
+
+
 # ----------------------------------------------------------------------------- strictness and bad input
 def test_every_tensor_must_map(narrow):
     ref, folder, G = narrow(128)

@@ -28,6 +28,10 @@ to linear interpolation, and the float division can land just off a stored index
     z = tfhub_truncated_normal((4, cfg.z_dim), 0.4)                  # 0.4 · truncnorm(-2, 2)
     x = G(z, torch.full((4,), imagenet_class("golden retriever")))   # (n 3 256 256) in [-1, 1]
     set_truncation(G, 0.8)                                           # the same G at another truncation
+
+The inverse, `to_reference(G, stats)` / `save_reference(G, folder, stats)`, writes one of our BigGAN-deep
+Generators in the reference's format (convert(*to_reference(G, stats)) computes what G computes), so the
+loader can be exercised offline with random weights, without the reference package.
 """
 from __future__ import annotations
 
@@ -46,7 +50,7 @@ from einops import rearrange
 from nanobiggan.attention import SelfAttention
 from nanobiggan.config import Config, get_config
 from nanobiggan.generator import Generator
-from nanobiggan.lab.files import cache_dir, undo_new_dirs
+from nanobiggan.lab.files import atomic_write, cache_dir, check_writable, undo_new_dirs
 from nanobiggan.spectral_norm import SpectralNorm
 
 WEIGHTS_NAME, CONFIG_NAME = "pytorch_model.bin", "config.json"  # the reference's file names
@@ -68,15 +72,20 @@ def _preset(ref_config: dict) -> tuple[Config, Generator]:
                      bn_eps=ref_config["eps"], sn_eps=ref_config["eps"])
     with torch.device("meta"):
         G = Generator(cfg)
-    # The reference's [up, in, out] per block in units of ch, attention inserted before layers[position].
-    w = [c // ch for c in cfg.g_widths]
-    layers = [[up, w[i], w[i + 1] if up else w[i]] for i in range(cfg.n_g_stages) for up in (False, True)]
-    attn = [i for i, b in enumerate(G.blocks) if isinstance(b, SelfAttention)]
+    layers, attn = _layout(cfg, G)
     if [list(x) for x in ref_config["layers"]] != layers or [ref_config["attention_layer_position"]] != attn:
         raise ValueError(f"config.json's layers {ref_config['layers']} with attention before layer "
                          f"{ref_config['attention_layer_position']} are not preset {name}'s {layers} with "
                          f"attention before layer {attn}: nanobiggan holds only the released layouts")
     return cfg, G
+
+
+def _layout(cfg: Config, G: Generator) -> tuple[list[list], list[int]]:
+    """The reference's config.json `layers` ([up, in, out] per block in units of ch) and the positions of the
+    attention blocks (the reference inserts one before layers[attention_layer_position])."""
+    w = [c // cfg.g_ch for c in cfg.g_widths]
+    layers = [[up, w[i], w[i + 1] if up else w[i]] for i in range(cfg.n_g_stages) for up in (False, True)]
+    return layers, [i for i, b in enumerate(G.blocks) if isinstance(b, SelfAttention)]
 
 
 def _names(G: Generator) -> dict[str, str]:
@@ -163,6 +172,114 @@ def convert(ref: dict, ref_config: dict) -> tuple[Generator, Config]:
     return G.eval(), cfg
 
 
+N_STATS = 51  # the released statistics: truncation 0, 0.02, ..., 1
+
+
+def _bn_names(G: Generator) -> list[str]:
+    """Our BatchNorms that hold per-truncation statistics in the reference (every CBN's and out_bn)."""
+    return [ours.removesuffix(".running_means") for ours in _names(G).values() if ours.endswith(".running_means")]
+
+
+def _check_stats(G: Generator, stats: dict) -> int:
+    """The number of stored truncations in `stats` ({BN name: (means, vars)}, each (n_stats C)), or a
+    ValueError naming what is wrong."""
+    wanted = _bn_names(G)
+    if not isinstance(stats, dict) or set(stats) != set(wanted):
+        got = sorted(stats) if isinstance(stats, dict) else type(stats).__name__
+        raise ValueError(f"stats must map every BatchNorm of G to (means, vars): missing "
+                         f"{sorted(set(wanted) - set(got if isinstance(got, list) else []))}, unknown "
+                         f"{sorted(set(got if isinstance(got, list) else []) - set(wanted))} (got {got!r:.80})")
+    counts = set()
+    for name in wanted:
+        channels = G.get_submodule(name).num_features
+        pair = stats[name]
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(torch.is_tensor(s) for s in pair)):
+            raise ValueError(f"stats[{name!r}] must be a pair of tensors (means, vars), each (n_stats {channels})")
+        for what, s in zip(("means", "vars"), pair):
+            if s.ndim != 2 or s.shape[0] < 2 or s.shape[1] != channels:
+                raise ValueError(f"stats[{name!r}] {what} has shape {tuple(s.shape)}: need (n_stats {channels}), "
+                                 f"one row per stored truncation 0..1 (the release has {N_STATS})")
+            if not torch.isfinite(s).all() or (what == "vars" and not (s > 0).all()):
+                raise ValueError(f"stats[{name!r}] {what} must be finite{' and > 0' if what == 'vars' else ''}")
+            counts.add(s.shape[0])
+    if len(counts) != 1:
+        raise ValueError(f"every BatchNorm needs the same number of stored truncations, got {sorted(counts)}")
+    return counts.pop()
+
+
+@torch.no_grad()
+def to_reference(G: Generator, stats: dict | None = None) -> tuple[dict, dict]:
+    """The inverse of `convert`: (state dict, config.json contents) in pytorch-pretrained-biggan's layout for
+    a BigGAN-deep Generator of ours (App. B), so that convert(*to_reference(G, stats)) computes what G
+    computes, at every truncation t, with set_truncation(G, t, stats) on our side.
+
+    `stats` ({BN name: (means, vars)}, each (n_stats C)) become the per-truncation BN statistics; default:
+    the ones `load` kept on G (G.truncation_stats), else G's current running statistics repeated for all 51
+    stored truncations. G must have a released layout (any channel width): biggan-deep-128/256/512 with the
+    class embedding as wide as z (ValueError otherwise). The reference has one eps for BN and SN: bn_eps
+    is written (SN's eps only guards a division by ~0). Used to make reference-format files offline
+    (tutorial 13, tests); it never changes G."""
+    cfg = getattr(G, "cfg", None)
+    if not isinstance(G, Generator) or cfg is None or not cfg.deep or f"biggan-deep-{cfg.resolution}" not in URLS:
+        raise ValueError(f"to_reference needs a BigGAN-deep Generator at 128, 256 or 512 (the released "
+                         f"layouts), got {type(G).__name__} {getattr(cfg, 'name', '')!r}")
+    if cfg.shared_dim != cfg.z_dim or not (cfg.shared and cfg.hier):
+        raise ValueError(f"the reference's class embedding is as wide as z and concatenated to all of it: need "
+                         f"shared=hier=True and shared_dim == z_dim, got {cfg.shared}, {cfg.hier}, "
+                         f"{cfg.shared_dim} vs {cfg.z_dim}")
+    if stats is None:
+        stats = getattr(G, "truncation_stats", None) or {
+            name: tuple(getattr(G.get_submodule(name), f"running_{s}").expand(N_STATS, -1) for s in ("mean", "var"))
+            for name in _bn_names(G)}
+    n_stats = _check_stats(G, stats)
+    layers, attn = _layout(cfg, G)
+    ref_config = {"output_dim": cfg.resolution, "z_dim": cfg.z_dim, "class_embed_dim": cfg.shared_dim,
+                  "channel_width": cfg.g_ch, "num_classes": cfg.n_classes, "layers": layers,
+                  "attention_layer_position": attn[0], "eps": cfg.bn_eps, "n_stats": n_stats}
+    _, expected = _preset(ref_config)  # the layout convert will build: G must have its tensors and shapes
+    ours = {k: v for k, v in G.state_dict().items() if not k.endswith(".u") and not k.endswith(".v")}
+    shapes = {k: v.shape for k, v in expected.state_dict().items() if not k.endswith(".u") and not k.endswith(".v")}
+    if {k: v.shape for k, v in ours.items()} != shapes:
+        raise ValueError(f"G's tensors are not those of the released {cfg.name} layout at width {cfg.g_ch}: "
+                         f"{sorted(set(ours) ^ set(shapes)) or 'shapes differ'}")
+
+    t = {k: v.detach().float().cpu().clone() for k, v in G.state_dict().items()
+         if not k.endswith((".sv", ".num_batches_tracked", ".running_mean", ".running_var"))}
+    for name, m in G.named_modules():
+        if isinstance(m, SpectralNorm):  # (k out), (k in_flat) -> the first pair, the one eval σ uses
+            t[f"{name}.u"], t[f"{name}.v"] = t[f"{name}.u"][0], t[f"{name}.v"][0]
+        if isinstance(m, SelfAttention):
+            t[f"{name}.gamma"] = t[f"{name}.gamma"].reshape(1)
+    t["shared.weight"] = t["shared.weight"].T.contiguous()  # (n_classes z) -> (z n_classes), a Linear's weight
+    for k in ("linear.weight", "linear.bias", "linear.u"):  # our rows (c h w) -> the reference's (h w c)
+        t[k] = rearrange(t[k], "(c h w) ... -> (h w c) ...", h=4, w=4).contiguous()
+    # conv_to_rgb is ch -> ch with rows [:3] used: pad our 3 rows (and u) with zeros, so that its
+    # σ = uᵀWv is ours and its first 3 output channels are ours.
+    pad = cfg.g_ch - 3
+    t["out_conv.weight"] = torch.cat([t["out_conv.weight"], t["out_conv.weight"].new_zeros(pad, *t["out_conv.weight"].shape[1:])])
+    t["out_conv.u"] = torch.cat([t["out_conv.u"], t["out_conv.u"].new_zeros(pad)])
+    t["out_conv.bias"] = torch.cat([t["out_conv.bias"], t["out_conv.bias"].new_zeros(pad)])
+    for name, (means, var) in stats.items():
+        t[f"{name}.running_means"] = means.detach().float().cpu().clone()
+        t[f"{name}.running_vars"] = var.detach().float().cpu().clone()
+    names = _names(G)
+    assert set(names.values()) == set(t), sorted(set(names.values()) ^ set(t))  # every tensor named once
+    return {ref: t[ours] for ref, ours in names.items()}, ref_config
+
+
+def save_reference(G: Generator, folder, stats: dict | None = None) -> Path:
+    """Write `to_reference(G, stats)` as the reference's two files, folder/pytorch_model.bin and
+    folder/config.json (atomically), which `load(folder, t)` and pytorch-pretrained-biggan's
+    `BigGAN.from_pretrained(folder)` read. Returns the folder."""
+    folder = check_writable(folder, "folder", directory=True)
+    ref, ref_config = to_reference(G, stats)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / WEIGHTS_NAME, lambda fh: torch.save(ref, fh))
+    atomic_write(folder / CONFIG_NAME, lambda fh: fh.write((json.dumps(ref_config, indent=2, sort_keys=True)
+                                                            + "\n").encode()))
+    return folder
+
+
 # ----------------------------------------------------------------------------- truncation statistics
 def _check_truncation(truncation) -> float:
     if isinstance(truncation, bool) or not isinstance(truncation, numbers.Real) or not 0 < truncation <= 1:
@@ -243,6 +360,15 @@ def imagenet_class(name_or_id) -> int:
 # ----------------------------------------------------------------------------- files and downloads
 def _download(url: str, dst: Path) -> None:
     torch.hub.download_url_to_file(url, str(dst), progress=True)
+
+
+def cached(name: str) -> Path | None:
+    """The cache folder of a released name ("biggan-deep-128", -256, -512) if both of its files are already
+    there, else None. Downloads nothing: what tutorials/run.py asks before a block that needs the weights."""
+    if name not in URLS:
+        raise ValueError(f"{name!r} is not one of {', '.join(URLS)}")
+    folder = cache_dir() / name
+    return folder if all((folder / f).is_file() for f in (WEIGHTS_NAME, CONFIG_NAME)) else None
 
 
 def _folder(path_or_name) -> Path:
