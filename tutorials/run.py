@@ -7,7 +7,9 @@ namespace, from the repository root. tests/test_tutorials.py uses the same funct
     python tutorials/run.py 07 --figures tutorials/figures --record   # rewrite the committed figures and outputs
 
 A line `<!-- needs: NAME -->` (invisible on GitHub) before a block marks it and every later block as needing
-NAME ("cifar10": the dataset, "inception": the FID network); the caller decides what to skip.
+NAME ("cifar10": the dataset, "inception": the FID network, "biggan-deep-128": the released weights); the caller
+decides what to skip. This runner skips only what it can check without downloading anything and what a tutorial
+must not download on its own: the released BigGAN-deep weights (200 MB and more), see `unavailable`.
 
 With --record, what each block prints is stored in the Markdown right after it, as a ```text block opened by
 `<!-- output -->`, the way a notebook keeps its outputs: the reader sees what the code printed without running it.
@@ -48,6 +50,28 @@ def python_blocks(path: Path) -> list[tuple[int, str, set[str]]]:
             for m in BLOCK.finditer(text)]
 
 
+RELEASED = ("biggan-deep-128", "biggan-deep-256", "biggan-deep-512")  # markers for the released weights
+
+
+def unavailable(needs) -> dict[str, str]:
+    """{requirement: why it is not here} for those of `needs` that are the released BigGAN-deep weights and are
+    not on this machine. They are here if $NANOBIGGAN_PRETRAINED names a folder holding pytorch_model.bin and
+    config.json (the tutorial then loads that folder), or if the download cache of nanobiggan.lab.pretrained
+    already holds them; nothing is downloaded. Other requirements are the caller's to check."""
+    from nanobiggan.lab.pretrained import cached
+    missing = {}
+    for name in sorted(set(needs) & set(RELEASED)):
+        folder = os.environ.get("NANOBIGGAN_PRETRAINED")
+        if folder:
+            lacking = [f for f in ("pytorch_model.bin", "config.json") if not (Path(folder) / f).is_file()]
+            if lacking:
+                missing[name] = f"NANOBIGGAN_PRETRAINED={folder} lacks {' and '.join(lacking)}"
+        elif cached(name) is None:
+            missing[name] = (f"the released weights are not downloaded: python sample.py --pretrained {name} "
+                             f"fetches them once, or set NANOBIGGAN_PRETRAINED to a folder holding them")
+    return missing
+
+
 class _Tee(io.TextIOBase):
     """Write to the terminal and keep a copy (a block's output, for --record)."""
 
@@ -64,12 +88,14 @@ class _Tee(io.TextIOBase):
 
 def run(path: Path, skip=(), outputs: list | None = None) -> str | None:
     """Exec the blocks in a fresh namespace; stop before the first block that needs something in `skip`
-    and return why (None: every block ran). Tracebacks point at lines of the .md file itself. If `outputs` is a
-    list, what each block printed is appended to it."""
+    and return why (None: every block ran; a dict `skip` adds its reasons). Tracebacks point at lines of the .md
+    file itself. If `outputs` is a list, what each block printed is appended to it."""
     namespace = {"__name__": "__main__"}
     for i, (line, code, needs) in enumerate(python_blocks(path), 1):
         if needs & set(skip):
-            return f"{Path(path).name}: stopped before block {i}, which needs {', '.join(sorted(needs & set(skip)))}"
+            missing = sorted(needs & set(skip))
+            why = "".join(f" ({skip[n]})" for n in missing if isinstance(skip, dict) and skip[n])
+            return f"{Path(path).name}: stopped before block {i}, which needs {', '.join(missing)}{why}"
         tee = _Tee(sys.stdout)
         try:
             with contextlib.redirect_stdout(tee):
@@ -176,7 +202,7 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         print(f"=== {path.name}", flush=True)
         outputs = [] if args.record else None
-        stopped = run(path, outputs=outputs)
+        stopped = run(path, skip=unavailable(set().union(*(n for _, _, n in python_blocks(path)))), outputs=outputs)
         if args.record:
             record(path, outputs)
         print(f"=== {path.name}: {stopped or 'done'} in {time.perf_counter() - t0:.1f} s; pictures in "
