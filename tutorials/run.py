@@ -205,7 +205,7 @@ def main(argv=None) -> None:
         stopped = run(path, skip=unavailable(set().union(*(n for _, _, n in python_blocks(path)))), outputs=outputs)
         if args.record:
             record(path, outputs)
-        print(f"=== {path.name}: {stopped or 'done'} in {time.perf_counter() - t0:.1f} s; pictures in "
+        print(f"=== {stopped or path.name + ': done'} in {time.perf_counter() - t0:.1f} s; pictures in "
               f"{os.environ.get('NANOBIGGAN_FIGURES', 'runs/figures')}/", flush=True)
 
 
