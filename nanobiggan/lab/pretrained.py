@@ -32,6 +32,8 @@ to linear interpolation, and the float division can land just off a stored index
 The inverse, `to_reference(G, stats)` / `save_reference(G, folder, stats)`, writes one of our BigGAN-deep
 Generators in the reference's format (convert(*to_reference(G, stats)) computes what G computes), so the
 loader can be exercised offline with random weights, without the reference package.
+
+Tutorial: tutorials/13_released_weights.md
 """
 from __future__ import annotations
 
