@@ -181,3 +181,19 @@ def test_fashion_mnist_picks_its_preset(tmp_path, capsys):
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["config"]["name"] == "fashion-mnist" and ckpt["config"]["dataset"] == "fashion-mnist"
     assert ckpt["classes"][0] == "T-shirt/top"
+
+
+def test_collapse_right_after_resume_keeps_the_resumed_checkpoint(cifar, tmp_path, monkeypatch):
+    """A run resumed with new settings (e.g. raised learning rates) can collapse at its first log; the checkpoint
+    it resumed from is then the last one before the collapse and must become pre_collapse.pt."""
+    from nanobiggan.lab import bookkeeping
+
+    out = tmp_path / "run"
+    train.main(tiny_args(cifar, out, "--steps", "2", "--ckpt-every", "2", "--sample-every", "100"))
+    assert not (out / "pre_collapse.pt").exists()
+    monkeypatch.setattr(bookkeeping.CollapseDetector, "update",
+                        lambda self, step, losses, sigmas: [f"step {step}: a made-up collapse"])
+    train.main(tiny_args(cifar, out, "--steps", "3", "--ckpt-every", "100", "--sample-every", "100",
+                         "--resume", str(out)))
+    kept = load_checkpoint(out / "pre_collapse.pt")
+    assert kept["step"] == 2

@@ -60,7 +60,12 @@ class Bookkeeping:
             self.detector.load_state_dict(state["collapse"])
         self.evaluator = TrainingEval(cfg, trainer.device, log=tqdm.write) if main_process and cfg.eval_every else None
         self.bar = tqdm(total=cfg.steps, initial=trainer.step, disable=not main_process, dynamic_ncols=True)
-        self.last_saved, self.t0, self.step0 = None, time.perf_counter(), trainer.step
+        # The newest checkpoint on disk, the one a collapse warning keeps as pre_collapse.pt. A resumed run
+        # starts with the checkpoint it resumed from (when it is in this run directory), so a collapse in
+        # its first steps (say, after raising the learning rates) still keeps the step before it.
+        resumed = state["step"] if state else None
+        self.last_saved = resumed if self.manager and resumed in self.manager.steps() else None
+        self.t0, self.step0 = time.perf_counter(), trainer.step
         self.last_good = state["step"] if state else None  # the step last.pt holds
         self.t_start = self.t0  # the log's wall_s: seconds since this process's loop began (curves vs minutes)
         self.interrupted, self._sigint = False, None
