@@ -140,6 +140,26 @@ def test_slim_can_keep_raw_G_and_D_bit_for_bit(run_dir, tmp_path):
         generators.slim(run_dir / "last.pt", tmp_path / "t.pt", made_by="t", keep=("opt_g",))
 
 
+def test_slim_half_halves_the_kept_parts_and_keeps_the_ema_bit_for_bit(run_dir, tmp_path):
+    """half=True stores the kept raw G and D in float16: each float weight within 2^-11 of itself (relative), the
+    integer buffers exact, the EMA generator bit for bit, and the file loads into the float32 models."""
+    full = load_checkpoint(run_dir / "last.pt")
+    small = load_checkpoint(generators.slim(run_dir / "last.pt", tmp_path / "h.pt", made_by="t", keep=("G", "D"),
+                                            half=True))
+    same = [torch.equal(a, b) for a, b in zip(full["G_ema"]["model"].values(),
+                                                         small["G_ema"]["model"].values())]
+    assert all(same) and len(same) == len(full["G_ema"]["model"])
+    for part in ("G", "D"):
+        for k, v in full[part].items():
+            h = small[part][k]
+            if v.is_floating_point():
+                assert h.dtype == torch.float16
+                torch.testing.assert_close(h.float(), v, rtol=2 ** -11, atol=6e-8)  # 6e-8: fp16's smallest step
+            else:
+                assert torch.equal(h, v)
+    sample.main(["--checkpoint", str(tmp_path / "h.pt"), "--no-ema", "--out", str(tmp_path / "raw.png"), *FAST])
+
+
 @pytest.mark.parametrize("name", generators.SHIPPED_ORDER)
 def test_shipped_generator_draws_its_classes(name):
     """The shipped generators are trained: the project's classifier recognises most of their samples (their

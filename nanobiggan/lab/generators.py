@@ -76,17 +76,22 @@ def load_generator(ckpt: Path, ema: bool = True, device="cpu"):
     return G.to(device, memory_format=torch.channels_last).eval(), cfg, classes  # NHWC: faster convs
 
 
-def slim(ckpt, out, made_by: str, keep: tuple[str, ...] = ()) -> Path:
+def slim(ckpt, out, made_by: str, keep: tuple[str, ...] = (), half: bool = False) -> Path:
     """Write the EMA generator of a training checkpoint without D, the optimizers or the RNG (~1/4 of the size),
     with `made_by` (command, steps, minutes, machine) stored beside it, atomically. Returns `out`.
 
-    `keep` adds the raw weights "G" and/or "D" (the shipped cifar10.pt keeps both, +0.3 of its size, so the
-    tutorials can compare raw with EMA weights and ask D, on a fresh clone). Nothing here can resume training."""
+    `keep` adds the raw weights "G" and/or "D" (the shipped cifar10.pt keeps both, so the tutorials can compare
+    raw with EMA weights and ask D, on a fresh clone). `half` stores those kept parts' float tensors as float16,
+    half their bytes (load_state_dict casts them back into float32 parameters; each weight is then off by at most
+    2^-11 of itself); the EMA generator, what sample.py draws, is always kept bit for bit. Nothing here can
+    resume training."""
     state = load_checkpoint(ckpt)
     unknown = set(keep) - {"G", "D"}
     if unknown:
         raise ValueError(f"slim keeps 'G' and/or 'D' besides the EMA generator, not {sorted(unknown)}")
+    small16 = lambda part: {k: v.half() if v.is_floating_point() else v for k, v in part.items()}  # noqa: E731
     small = {"config": state["config"], "step": state["step"], "G_ema": state["G_ema"],
-             "classes": state.get("classes"), "made_by": made_by} | {k: state[k] for k in keep}
+             "classes": state.get("classes"), "made_by": made_by} | \
+        {k: small16(state[k]) if half else state[k] for k in keep}
     save_checkpoint(small, out)
     return Path(out)
