@@ -7,7 +7,7 @@ collapse; what marks one is an abrupt change. Logging σ0 of every layer next to
 lab/bookkeeping.py) and raising a flag when either moves abruptly lets a run say "this is where it went wrong"
 and keep the checkpoint from before it.
 
-Tutorial: tutorials/06_training_cifar10.md
+Tutorial: tutorials/06_training_cifar10.md, tutorials/12_instability.md
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ returns a scalar to *minimise*. D's losses take real and fake logits, G's only t
 - wasserstein: Arjovsky et al. 2017, without a gradient penalty (add one yourself if needed).
 - r1_penalty: Mescheder et al. 2018; BigGAN §4.2, Eq. 5.
 
-Tutorial: tutorials/01_gan_game_hinge_loss.md
+Tutorial: tutorials/01_gan_game_hinge_loss.md, tutorials/12_instability.md (R1)
 """
 
 import torch

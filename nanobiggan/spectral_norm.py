@@ -8,7 +8,7 @@ collapse), so we iterate k vector pairs at once, Gram–Schmidt keeping them ort
 pair i converges to the i-th singular pair. Throughout, W = weight.flatten(1): (out, in·kh·kw) for a conv,
 (out, in) for a linear layer, (num, dim) for an embedding — the same matrix torch.nn.utils.spectral_norm uses.
 
-Tutorial: tutorials/02_spectral_norm.md
+Tutorial: tutorials/02_spectral_norm.md, tutorials/12_instability.md (the σ0 clamp)
 """
 import contextlib
 

@@ -7,7 +7,7 @@ It also stops a run that cannot go on well, with one line (`RunStopped`) and the
 or weights that are no longer finite (a NaN run is never saved over last.pt), a checkpoint that cannot be written
 (a full disk), and Ctrl-C, which finishes the step, saves it and names the file.
 
-Tutorial: tutorials/06_training_cifar10.md
+Tutorial: tutorials/06_training_cifar10.md, tutorials/12_instability.md
 """
 from __future__ import annotations
 
