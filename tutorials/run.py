@@ -50,22 +50,18 @@ def python_blocks(path: Path) -> list[tuple[int, str, set[str]]]:
             for m in BLOCK.finditer(text)]
 
 
-RELEASED = ("biggan-deep-128", "biggan-deep-256", "biggan-deep-512")  # markers for the released weights
-
-
 def unavailable(needs) -> dict[str, str]:
     """{requirement: why it is not here} for those of `needs` that are the released BigGAN-deep weights and are
     not on this machine. They are here if $NANOBIGGAN_PRETRAINED names a folder holding pytorch_model.bin and
     config.json (the tutorial then loads that folder), or if the download cache of nanobiggan.lab.pretrained
     already holds them; nothing is downloaded. Other requirements are the caller's to check."""
-    from nanobiggan.lab.pretrained import cached
+    from nanobiggan.lab.pretrained import URLS, cached, lacking
     missing = {}
-    for name in sorted(set(needs) & set(RELEASED)):
+    for name in sorted(set(needs) & set(URLS)):  # the released names are the markers for their weights
         folder = os.environ.get("NANOBIGGAN_PRETRAINED")
         if folder:
-            lacking = [f for f in ("pytorch_model.bin", "config.json") if not (Path(folder) / f).is_file()]
-            if lacking:
-                missing[name] = f"NANOBIGGAN_PRETRAINED={folder} lacks {' and '.join(lacking)}"
+            if files := lacking(folder):
+                missing[name] = f"NANOBIGGAN_PRETRAINED={folder} lacks {' and '.join(files)}"
         elif cached(name) is None:
             missing[name] = (f"the released weights are not downloaded: python sample.py --pretrained {name} "
                              f"fetches them once, or set NANOBIGGAN_PRETRAINED to a folder holding them")

@@ -186,11 +186,11 @@ def _check_stats(G: Generator, stats: dict) -> int:
     """The number of stored truncations in `stats` ({BN name: (means, vars)}, each (n_stats C)), or a
     ValueError naming what is wrong."""
     wanted = _bn_names(G)
-    if not isinstance(stats, dict) or set(stats) != set(wanted):
-        got = sorted(stats) if isinstance(stats, dict) else type(stats).__name__
+    if not isinstance(stats, dict):
+        raise ValueError(f"stats must be a dict {{BatchNorm name: (means, vars)}}, got {type(stats).__name__}")
+    if set(stats) != set(wanted):
         raise ValueError(f"stats must map every BatchNorm of G to (means, vars): missing "
-                         f"{sorted(set(wanted) - set(got if isinstance(got, list) else []))}, unknown "
-                         f"{sorted(set(got if isinstance(got, list) else []) - set(wanted))} (got {got!r:.80})")
+                         f"{sorted(set(wanted) - set(stats))}, unknown {sorted(set(stats) - set(wanted))}")
     counts = set()
     for name in wanted:
         channels = G.get_submodule(name).num_features
@@ -364,22 +364,26 @@ def _download(url: str, dst: Path) -> None:
     torch.hub.download_url_to_file(url, str(dst), progress=True)
 
 
+def lacking(folder) -> list[str]:
+    """Which of the reference's two files (pytorch_model.bin, config.json) `folder` does not hold."""
+    return [f for f in (WEIGHTS_NAME, CONFIG_NAME) if not (Path(folder) / f).is_file()]
+
+
 def cached(name: str) -> Path | None:
     """The cache folder of a released name ("biggan-deep-128", -256, -512) if both of its files are already
     there, else None. Downloads nothing: what tutorials/run.py asks before a block that needs the weights."""
     if name not in URLS:
         raise ValueError(f"{name!r} is not one of {', '.join(URLS)}")
     folder = cache_dir() / name
-    return folder if all((folder / f).is_file() for f in (WEIGHTS_NAME, CONFIG_NAME)) else None
+    return None if lacking(folder) else folder
 
 
 def _folder(path_or_name) -> Path:
     """The directory holding pytorch_model.bin + config.json; a released name is downloaded once."""
     path = Path(path_or_name).expanduser()
     if path.is_dir():
-        lacking = [f for f in (WEIGHTS_NAME, CONFIG_NAME) if not (path / f).is_file()]
-        if lacking:
-            raise FileNotFoundError(f"{path} lacks {', '.join(lacking)}: it must hold the two files of a "
+        if missing := lacking(path):
+            raise FileNotFoundError(f"{path} lacks {', '.join(missing)}: it must hold the two files of a "
                                     f"pytorch-pretrained-biggan model ({WEIGHTS_NAME}, {CONFIG_NAME})")
         return path
     name = str(path_or_name)
@@ -387,7 +391,7 @@ def _folder(path_or_name) -> Path:
         raise ValueError(f"{name!r} is neither a directory holding {WEIGHTS_NAME} + {CONFIG_NAME} nor one of "
                          f"{', '.join(URLS)}")
     folder = cache_dir() / name
-    todo = [f for f in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / f).is_file()]
+    todo = lacking(folder)
     try:
         with undo_new_dirs(folder):  # a failed download leaves no empty folder in the cache
             folder.mkdir(parents=True, exist_ok=True)
