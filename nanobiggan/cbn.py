@@ -8,7 +8,7 @@ zero projections reduce to plain BN (a missing "+1" zeroes every activation at i
 For BigGAN's Table 1 ablation, `per_class=True` gives SA-GAN's conditional BN instead: each layer its own
 per-class gain and bias tables (`ClassTable`, no SN), read by the one-hot class vector.
 
-Tutorial: tutorials/03_conditional_bn.md
+Tutorial: tutorials/03_conditional_bn.md, tutorials/11_table1_ablation.md (ClassTable vs the shared embedding)
 """
 import torch
 import torch.nn as nn

@@ -6,7 +6,8 @@ replaced by name (that is how train.py's flags work: every field is a flag, `--g
 per-block channel widths, which resolutions can hold attention) are computed here, never typed twice.
 `python train.py --presets` prints every preset with its parameter counts.
 
-Tutorial: tutorials/05_building_models.md, tutorials/10_scaling_up.md
+Tutorial: tutorials/05_building_models.md, tutorials/10_scaling_up.md,
+tutorials/11_table1_ablation.md (shared, hier, ortho_beta)
 """
 from __future__ import annotations
 

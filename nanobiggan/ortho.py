@@ -18,7 +18,7 @@ Two equivalent ways to apply it:
 - `ortho_(G)`: after `loss.backward()` and before `opt.step()`, add β·∂R/∂W to each `.grad`
   directly (BigGAN-PyTorch's way): no extra graph, cheaper for large G.
 
-Tutorial: tutorials/07_truncation_ortho.md
+Tutorial: tutorials/07_truncation_ortho.md, tutorials/11_table1_ablation.md (the "+Ortho." row)
 """
 
 import torch
