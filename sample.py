@@ -101,8 +101,8 @@ def main(argv=None):
                          "--out")
     G, cfg, classes = load_generator(ckpt, ema=not args.no_ema, device=device)
     ids = resolve_classes(args.classes, classes)
-    prepare_for_sampling(G, args.truncation, args.standing_batches or cfg.standing_batches, args.seed,
-                         args.standing_batch_size)  # the sampling protocol, at this truncation
+    prepare_for_sampling(G, args.truncation, args.standing_batches or cfg.standing_batches,
+                         batch_size=args.standing_batch_size)  # the sampling protocol, at this truncation
     if args.interp:  # (z, class embedding) pairs for G.synthesize, 4 rows of 8 steps
         z, e = interpolation_inputs(G, args.interp, threshold=args.truncation, seed=args.seed, classes=ids)
         images = generate(G, z, e, batch_size=args.batch_size)
