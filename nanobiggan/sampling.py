@@ -16,7 +16,7 @@ import torch
 from einops import rearrange, repeat
 
 from nanobiggan.ema import standing_stats
-from nanobiggan.truncation import truncated_normal
+from nanobiggan.truncation import tfhub_truncated_normal, truncated_normal
 
 STANDING_BATCH_SIZE = 64  # inputs per standing-statistics forward: the statistics depend on it, so it is fixed
 
@@ -83,17 +83,21 @@ def _check_classes(classes, n_classes: int) -> torch.Tensor:
 
 
 def class_sheet_inputs(z_dim: int, n_classes: int, classes=None, per_class: int = 10, threshold=None,
-                       seed: int = 0, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+                       seed: int = 0, device="cpu", tfhub: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(z, y) for a sample sheet: one row per class, `per_class` columns, flattened row by row.
 
     Column j uses the SAME z in every row, so a column shows what one latent looks like across classes.
     Rows are `classes`, else every class, or 10 evenly spaced ids when there are more than 10 classes.
-    z is truncated at `threshold` (§3.1; None: no truncation) from a generator seeded with `seed`.
+    z is truncated at `threshold` (§3.1; None: no truncation) from a generator seeded with `seed`; with
+    `tfhub`, for the released weights, z = threshold · truncnorm(-2, 2) instead (threshold None: 1).
     """
     if classes is None:
         classes = range(n_classes) if n_classes <= 10 else torch.linspace(0, n_classes - 1, 10).round()
     ids = _check_classes(classes, n_classes)
-    z = truncated_normal((per_class, z_dim), threshold, generator=_seeded(seed))  # (c d)
+    if tfhub:
+        z = tfhub_truncated_normal((per_class, z_dim), 1.0 if threshold is None else threshold, _seeded(seed))
+    else:
+        z = truncated_normal((per_class, z_dim), threshold, generator=_seeded(seed))  # (c d)
     z = repeat(z, "c d -> (r c) d", r=len(ids))
     y = repeat(ids, "r -> (r c)", c=per_class)
     return z.to(device), y.to(device)

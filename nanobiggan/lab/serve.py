@@ -46,7 +46,7 @@ from nanobiggan.config import MAX_SEED
 from nanobiggan.lab.files import atomic_write, cache_dir
 from nanobiggan.lab.images import grid, to_uint8
 from nanobiggan.sampling import class_sheet_inputs, generate, interpolation_inputs, prepare_for_sampling
-from nanobiggan.truncation import MIN_THRESHOLD, check_threshold, tfhub_truncated_normal
+from nanobiggan.truncation import MIN_THRESHOLD, check_threshold
 
 PAGE = Path(__file__).with_name("sampler.html")
 MAX_N = 64         # images per request
@@ -257,10 +257,7 @@ class Sampler:
         with self._serving():
             self._prepare(truncation)
             z, y = class_sheet_inputs(self.cfg.z_dim, self.cfg.n_classes, classes=[class_id], per_class=n,
-                                      threshold=None if self.pretrained else truncation, seed=seed)
-            if self.pretrained:  # sample.py's sample_pretrained: TF-Hub's z = t · truncnorm(-2, 2)
-                t = 1.0 if truncation is None else truncation
-                z = tfhub_truncated_normal((n, self.cfg.z_dim), t, generator=torch.Generator().manual_seed(seed))
+                                      threshold=truncation, seed=seed, tfhub=self.pretrained)
             images = generate(self.G, z, y, batch_size=self.batch_size)
         self._want(truncation)
         return images
