@@ -55,16 +55,19 @@ PAGE_START = 0.5   # the truncation the page opens with (sampler.html): prepared
 
 
 def slider() -> list:
-    """Every truncation the page can ask for: the slider's positions, then None (no truncation)."""
+    """Every truncation the page offers: the slider's positions, then None (the "none" box)."""
     first = max(STEP, MIN_THRESHOLD)
     return [round(first + k * STEP, 2) for k in range(round((TOP - first) / STEP) + 1)] + [None]
 
 
 def store_path(G, standing_batches: int, standing_batch_size: int) -> Path:
-    """The file that keeps G's standing statistics: named by a hash of everything they depend on (G's weights and
-    buffers as loaded, the recipe's two sizes, the device type and torch version: other kernels round otherwise)."""
+    """The file that keeps G's standing statistics: named by a hash of everything they depend on: G's weights and
+    buffers as loaded, the recipe's two sizes, the device type and torch version (other kernels round otherwise),
+    and the source of the model and sampling code (nanobiggan/*.py: a changed recipe is never served stale)."""
     h = hashlib.sha256(f"{standing_batches} {standing_batch_size} {torch.__version__} "
                        f"{next(G.parameters()).device.type}".encode())
+    for source in sorted(Path(__file__).parents[1].glob("*.py")):
+        h.update(source.read_bytes())
     for name, t in G.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
