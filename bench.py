@@ -4,6 +4,7 @@
     python bench.py --preset biggan-128 --batch-size 64 --precision bf16 --channels-last --compile
     python bench.py --preset cifar10 --json out.json                      # also write the numbers as JSON
     python bench.py --preset biggan-128 --batch-size max --precision bf16 --compile  # the largest batch that fits
+    python bench.py --sampler cifar10 --json out.json                     # the sampler page's latencies instead
 
 Measured, over warmed-up repeats (median and spread):
 - training iterations/s (one iteration = `d_steps` D steps + 1 G step + EMA) and real images/s;
@@ -14,6 +15,10 @@ Measured, over warmed-up repeats (median and spread):
   ratio to a peak measured right after it, so a VM whose speed drifts during the run moves both together;
 - peak memory: max RSS on the CPU, torch.cuda.max_memory_allocated on a GPU.
 Real batches are synthetic tensors already on the device: this measures the model, not the data loader.
+
+--sampler CHECKPOINT measures `sample.py --serve` instead (`bench_sampler`): each request over HTTP as the page
+makes it, PNG encoding included, from a first start (empty statistics cache) to a second start over the same
+weights.
 """
 from __future__ import annotations
 
@@ -210,6 +215,69 @@ def bench(preset: str, batch_size: int, precision: str, compile: bool, channels_
     return result
 
 
+def bench_sampler(checkpoint: str, standing_batches: int | None, device: str) -> dict:
+    """The sampler page's latencies (seconds), as a user meets them: a page started on an empty statistics cache
+    (its warm-up running), then after the warm-up, then a second start over the same weights. 8 images a request."""
+    import os
+    import tempfile
+    import threading
+    import urllib.request
+
+    from nanobiggan.lab import serve
+    from nanobiggan.lab.generators import find_checkpoint, load_generator
+    from nanobiggan.sampling import STANDING_BATCH_SIZE
+
+    ckpt = find_checkpoint(checkpoint)
+    result = {"checkpoint": str(ckpt), "device": f"{platform.processor() or platform.machine()} x"
+              f"{torch.get_num_threads()} threads", "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+
+    def start():
+        G, cfg, classes = load_generator(ckpt, device=device)
+        sampler = serve.Sampler(G, cfg, classes, standing_batches or cfg.standing_batches, STANDING_BATCH_SIZE)
+        up = threading.Event()
+        holder = {}
+        threading.Thread(target=serve.serve, args=(sampler, 0), kwargs={"ready": lambda srv: (holder.update(
+            srv=srv), up.set())}, daemon=True).start()
+        up.wait()
+        return sampler, holder["srv"], f"http://127.0.0.1:{holder['srv'].server_address[1]}/sheet?n=8&"
+
+    def get(base, **q) -> float:
+        t = time.perf_counter()
+        with urllib.request.urlopen(base + "&".join(f"{k}={v}" for k, v in q.items()), timeout=3600) as r:
+            r.read()
+        return time.perf_counter() - t
+
+    before = os.environ.get("NANOBIGGAN_CACHE")
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["NANOBIGGAN_CACHE"] = cache  # an empty statistics cache: the first start a new user sees
+        t0 = time.perf_counter()
+        sampler, srv, base = start()
+        result["first_view_s"] = get(base, **{"class": 0, "truncation": 0.5, "seed": 0})  # the page's opening view
+        result["while_warming"] = {
+            "class_change_s": [get(base, **{"class": c, "truncation": 0.5, "seed": 0}) for c in range(1, 6)],
+            "seed_change_s": [get(base, **{"class": 0, "truncation": 0.5, "seed": s}) for s in range(1, 6)],
+            "unprepared_truncation_s": get(base, **{"class": 0, "truncation": 1.5, "seed": 0})}
+        sampler.settle(timeout=7200)
+        result["warm_up_s"] = time.perf_counter() - t0
+        result["after_warm_up"] = {"every_truncation_new_seed_s": [
+            get(base, **{"class": i % len(sampler.classes), "truncation": "none" if t is None else t, "seed": 100 + i})
+            for i, t in enumerate(serve.slider())]}
+        result["computed_on_request"] = sampler.computed
+        srv.shutdown()
+        sampler.close()
+        t0 = time.perf_counter()
+        sampler, srv, base = start()
+        result["second_start"] = {"s": time.perf_counter() - t0, "ready": sampler.ready(), "of": len(serve.slider()),
+                                  "first_view_s": get(base, **{"class": 0, "truncation": 0.5, "seed": 0})}
+        srv.shutdown()
+        sampler.close()
+    if before is None:
+        os.environ.pop("NANOBIGGAN_CACHE")
+    else:
+        os.environ["NANOBIGGAN_CACHE"] = before
+    return result
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="cifar10")
@@ -229,7 +297,17 @@ def main(argv=None):
                    "lets cuDNN run fp32 convs in TF32)")
     p.add_argument("--profile", type=int, default=0, metavar="N", help="print torch.profiler's top N ops of 2 steps")
     p.add_argument("--json", default=None, help="write the result here")
+    p.add_argument("--sampler", default=None, metavar="CHECKPOINT", help="measure the sampler page (sample.py "
+                   "--serve) over this checkpoint or shipped generator instead of training")
+    p.add_argument("--standing-batches", type=int, default=None, help="--sampler: the checkpoint's own by default")
     args = p.parse_args(argv)
+    if args.sampler:
+        r = bench_sampler(args.sampler, args.standing_batches, args.device)
+        print(json.dumps(r, indent=1))
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(r, fh, indent=2)
+        return r
     if args.no_tf32:
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     peak_n = args.peak_n or (8192 if args.device.startswith("cuda") else 4096)

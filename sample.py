@@ -19,8 +19,6 @@ import argparse
 import math
 from pathlib import Path
 
-import torch
-
 from nanobiggan.lab import export, pretrained, protocol, serve
 from nanobiggan.lab.checkpoint import load_checkpoint
 from nanobiggan.lab.cli import Parser, check_counts, one_line_errors, pick_device
@@ -29,7 +27,7 @@ from nanobiggan.lab.generators import find_checkpoint, is_shipped, load_generato
 from nanobiggan.lab.images import check_png_path, save_grid
 from nanobiggan.sampling import (STANDING_BATCH_SIZE, class_sheet_inputs, generate, interpolation_inputs,
                                  prepare_for_sampling)
-from nanobiggan.truncation import MIN_THRESHOLD, check_threshold, tfhub_truncated_normal
+from nanobiggan.truncation import MIN_THRESHOLD, check_threshold
 
 
 def parse_args(argv=None):
@@ -101,8 +99,8 @@ def main(argv=None):
                          "--out")
     G, cfg, classes = load_generator(ckpt, ema=not args.no_ema, device=device)
     ids = resolve_classes(args.classes, classes)
-    prepare_for_sampling(G, args.truncation, args.standing_batches or cfg.standing_batches, args.seed,
-                         args.standing_batch_size)  # the sampling protocol, at this truncation
+    prepare_for_sampling(G, args.truncation, args.standing_batches or cfg.standing_batches,
+                         batch_size=args.standing_batch_size)  # the sampling protocol, at this truncation
     if args.interp:  # (z, class embedding) pairs for G.synthesize, 4 rows of 8 steps
         z, e = interpolation_inputs(G, args.interp, threshold=args.truncation, seed=args.seed, classes=ids)
         images = generate(G, z, e, batch_size=args.batch_size)
@@ -165,9 +163,8 @@ def sample_pretrained(args, device) -> None:
     out = check_writable(Path(args.out or "pretrained.png"), "--out")  # before the download and the forward passes
     G, cfg = pretrained.load(args.pretrained, truncation=t, device=device)
     ids = None if args.classes is None else [pretrained.imagenet_class(c) for c in args.classes]
-    _, y = class_sheet_inputs(cfg.z_dim, cfg.n_classes, classes=ids, per_class=args.n, seed=args.seed)
-    columns = tfhub_truncated_normal((args.n, cfg.z_dim), t, generator=torch.Generator().manual_seed(args.seed))
-    z = columns.repeat(len(y) // args.n, 1)  # one z per column, shared by every row (class)
+    z, y = class_sheet_inputs(cfg.z_dim, cfg.n_classes, classes=ids, per_class=args.n, threshold=t, seed=args.seed,
+                              tfhub=True)
     print(save_grid(generate(G, z, y, batch_size=args.batch_size), out, nrow=args.n))
 
 

@@ -4,9 +4,9 @@ BigGAN Fig. 8/9.
 Every image this project shows or scores comes from G prepared by ONE function, `prepare_for_sampling`: the
 EMA weights (§3), spectral norms converged on them, standing statistics at the sampling truncation (App. C.1),
 eval mode. train.py's sheets, sample.py, the evaluation protocol (lab/protocol.py) and the tutorials call it.
-After it, an image depends on its own z and class only, never on the batch it was generated in. Latents come
-from a seeded torch.Generator through the paper's truncation trick (§3.1, truncation.py), drawn on the CPU so
-the same seed gives the same z on any device.
+After it, an image depends on its own z and class only: never on the batch it was generated in, nor on the seed
+that drew the others. Latents come from a seeded torch.Generator through the paper's truncation trick (§3.1,
+truncation.py), drawn on the CPU so the same seed gives the same z on any device.
 
 Tutorial: tutorials/07_truncation_ortho.md, tutorials/08_ema_standing_stats.md
 """
@@ -16,7 +16,7 @@ import torch
 from einops import rearrange, repeat
 
 from nanobiggan.ema import standing_stats
-from nanobiggan.truncation import truncated_normal
+from nanobiggan.truncation import tfhub_truncated_normal, truncated_normal
 
 STANDING_BATCH_SIZE = 64  # inputs per standing-statistics forward: the statistics depend on it, so it is fixed
 
@@ -32,7 +32,11 @@ def prepare_for_sampling(G, truncation=None, n_batches: int = 100, seed: int = 0
     3. Standing statistics (App. C.1), one recipe: every BatchNorm's statistics become the average over
        `n_batches` forwards (cfg.standing_batches, the paper's 100) of `batch_size` = 64 inputs drawn as the
        samples will be: z truncated at `truncation` (None: N(0, I)), classes uniform at random, both from a
-       CPU generator seeded `seed + 1` (the samples' own latents come from `seed`).
+       CPU generator seeded `seed + 1`. The protocol keeps seed 0 whatever seed draws the samples: like the
+       released BigGAN-deep's per-truncation statistics, they are a property of (G, truncation), so one set
+       serves every seed (and the sampler page keeps one per slider position). seed 0's statistics use
+       generator seed 1, never the stream that draws seed 0's samples. Tutorial 08 varies `seed` to measure
+       how much the statistics themselves vary.
     4. Eval mode.
     """
     cfg, device = G.cfg, next(G.parameters()).device
@@ -79,17 +83,21 @@ def _check_classes(classes, n_classes: int) -> torch.Tensor:
 
 
 def class_sheet_inputs(z_dim: int, n_classes: int, classes=None, per_class: int = 10, threshold=None,
-                       seed: int = 0, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+                       seed: int = 0, device="cpu", tfhub: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(z, y) for a sample sheet: one row per class, `per_class` columns, flattened row by row.
 
     Column j uses the SAME z in every row, so a column shows what one latent looks like across classes.
     Rows are `classes`, else every class, or 10 evenly spaced ids when there are more than 10 classes.
-    z is truncated at `threshold` (§3.1; None: no truncation) from a generator seeded with `seed`.
+    z is truncated at `threshold` (§3.1; None: no truncation) from a generator seeded with `seed`; with
+    `tfhub`, for the released weights, z = threshold · truncnorm(-2, 2) instead (threshold None: 1).
     """
     if classes is None:
         classes = range(n_classes) if n_classes <= 10 else torch.linspace(0, n_classes - 1, 10).round()
     ids = _check_classes(classes, n_classes)
-    z = truncated_normal((per_class, z_dim), threshold, generator=_seeded(seed))  # (c d)
+    if tfhub:
+        z = tfhub_truncated_normal((per_class, z_dim), 1.0 if threshold is None else threshold, _seeded(seed))
+    else:
+        z = truncated_normal((per_class, z_dim), threshold, generator=_seeded(seed))  # (c d)
     z = repeat(z, "c d -> (r c) d", r=len(ids))
     y = repeat(ids, "r -> (r c)", c=per_class)
     return z.to(device), y.to(device)

@@ -1,6 +1,7 @@
 """bench.py: runs end to end on a tiny config, and its FLOP counts and fractions are consistent."""
 import importlib.util
 import json
+import os
 import statistics
 from pathlib import Path
 
@@ -60,3 +61,17 @@ def test_batch_size_flag_errors():
         bench.main(["--batch-size", "lots"])
     with pytest.raises(SystemExit, match="needs a CUDA device"):
         bench.main(["--batch-size", "max", "--device", "cpu"])
+
+
+def test_sampler_latencies_end_to_end(tmp_path, monkeypatch):
+    """--sampler: a first start warms every truncation the page offers, a second start over the same weights
+    begins with all of them ready; requests after the warm-up compute nothing. The cache folder is put back."""
+    monkeypatch.setenv("NANOBIGGAN_CACHE", str(tmp_path / "mine"))
+    out = tmp_path / "s.json"
+    r = bench.main(["--sampler", "fashion-mnist", "--standing-batches", "1", "--json", str(out)])
+    assert json.loads(out.read_text()) == r
+    n = r["second_start"]["of"]
+    assert n == 41 and r["second_start"]["ready"] == n and len(r["after_warm_up"]["every_truncation_new_seed_s"]) == n
+    assert r["computed_on_request"] <= 2  # the opening view and the far truncation, if the warm-up had not reached them
+    assert all(t > 0 for t in r["while_warming"]["class_change_s"] + r["while_warming"]["seed_change_s"])
+    assert r["warm_up_s"] > 0 and Path(os.environ["NANOBIGGAN_CACHE"]) == tmp_path / "mine"

@@ -18,7 +18,8 @@ from nanobiggan.lab import generators  # noqa: E402
 from nanobiggan.lab.checkpoint import CheckpointManager, load_checkpoint  # noqa: E402
 from nanobiggan.lab.datasets import batches_for  # noqa: E402
 from nanobiggan.lab.generators import load_generator  # noqa: E402
-from nanobiggan.sampling import generate  # noqa: E402
+from nanobiggan.lab.images import save_grid  # noqa: E402
+from nanobiggan.sampling import class_sheet_inputs, generate, prepare_for_sampling  # noqa: E402
 from nanobiggan.trainer import Trainer  # noqa: E402
 
 FAST = ["--standing-batches", "2", "--standing-batch-size", "8"]
@@ -65,6 +66,23 @@ def test_same_z_same_image_whatever_the_batch_size(run_dir, tmp_path):
                      "--batch-size", str(b), "--out", str(tmp_path / f"b{b}.png"), *FAST])
     a, b = png(tmp_path / "b4.png").astype(int), png(tmp_path / "b32.png").astype(int)
     assert np.abs(a - b).max() <= 1  # equal up to a float rounding across a uint8 boundary
+
+
+def test_the_seed_draws_the_samples_not_the_standing_statistics(run_dir, tmp_path):
+    """sample.py --seed S draws S's z through G prepared at seed 0's statistics (one set per truncation, whatever
+    the seed): the sheet equals that, and differs from the one drawn with S's own statistics."""
+    out = tmp_path / "s5.png"
+    sample.main(["--checkpoint", str(run_dir), "--n", "4", "--seed", "5", "--truncation", "0.7", "--out", str(out),
+                 *FAST])
+    sheets = {}
+    for stats_seed in (0, 5):
+        G, cfg, _ = load_generator(run_dir / "last.pt")
+        prepare_for_sampling(G, 0.7, n_batches=2, seed=stats_seed, batch_size=8)
+        z, y = class_sheet_inputs(cfg.z_dim, cfg.n_classes, per_class=4, threshold=0.7, seed=5)
+        save_grid(generate(G, z, y), tmp_path / f"stats{stats_seed}.png", nrow=4)
+        sheets[stats_seed] = png(tmp_path / f"stats{stats_seed}.png")
+    np.testing.assert_array_equal(png(out), sheets[0])
+    assert not np.array_equal(sheets[0], sheets[5])  # the comparison can fail
 
 
 def test_generate_is_batch_size_independent_after_standing_stats(run_dir):

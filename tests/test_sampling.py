@@ -40,6 +40,15 @@ def test_class_sheet_columns_share_z_rows_share_y(z_dim, n_classes, per_class, t
         assert z.abs().max() <= threshold
 
 
+@given(per_class=st.integers(1, 5), threshold=st.one_of(st.none(), st.floats(0.02, 1.0)), seed=st.integers(0, 2**31))
+def test_class_sheet_tfhub_convention_scales_a_truncnorm_at_2(per_class, threshold, seed):
+    """tfhub=True (the released weights): z = t · truncnorm(-2, 2) per column, t = 1 without a threshold."""
+    z, _ = class_sheet_inputs(6, 10, classes=[3, 4], per_class=per_class, threshold=threshold, seed=seed, tfhub=True)
+    t = 1.0 if threshold is None else threshold
+    ref = t * truncated_normal((per_class, 6), 2.0, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(z, ref.repeat(2, 1)) and z.abs().max() <= 2 * t
+
+
 def test_class_sheet_explicit_classes_seed_and_errors():
     z, y = class_sheet_inputs(4, 10, classes=[7, 2], per_class=3, seed=1)
     assert y.tolist() == [7, 7, 7, 2, 2, 2]

@@ -25,8 +25,11 @@ STANDING = ["--standing-batches", "2"]
 
 
 @pytest.fixture(scope="module")
-def server(env):
-    """`python sample.py --checkpoint CKPT --serve --port 0 --standing-batches 2`, in a thread: (base URL, ckpt)."""
+def server(env, tmp_path_factory):
+    """`python sample.py --checkpoint CKPT --serve --port 0 --standing-batches 2`, in a thread: (base URL, ckpt).
+    Its statistics file goes to a cache folder of its own."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NANOBIGGAN_CACHE", str(tmp_path_factory.mktemp("serve_cache")))
     args = sample.parse_args(["--checkpoint", str(env["ckpt"]), "--serve", "--port", "0", *STANDING])
     started = threading.Event()
     holder = {}
@@ -40,6 +43,7 @@ def server(env):
     yield f"http://127.0.0.1:{holder['server'].server_address[1]}", env["ckpt"]
     holder["server"].shutdown()
     thread.join(120)  # serve() closes the sampler: its warm-up stops before the next forward
+    mp.undo()
     assert not thread.is_alive()
 
 
@@ -85,58 +89,91 @@ def test_answers_are_sample_py_images(server, tmp_path):
     np.testing.assert_array_equal(pixels(body["sheet"]), interp)
 
 
-def tiny_sampler(ckpt, warm: bool):
+def tiny_sampler(ckpt, warm: bool, store=None):
     from nanobiggan.lab import serve
     from nanobiggan.lab.generators import load_generator
     G, cfg, classes = load_generator(ckpt)
-    return serve.Sampler(G, cfg, classes, standing_batches=2, standing_batch_size=8, warm=warm)
+    return serve.Sampler(G, cfg, classes, standing_batches=2, standing_batch_size=8, warm=warm, store=store)
 
 
-def test_warm_up_prepares_the_neighbours_exactly_as_a_request_would(env, request):
-    """After a request, the warm-up prepares the slider's neighbouring thresholds (same seed) on its own copy of G;
-    asking for one then computes nothing, and the images equal those of a sampler without warm-up."""
-    from nanobiggan.lab import serve
+def test_the_page_truncations_nearest_first():
+    from nanobiggan.lab.serve import STEP, TOP, Sampler, slider
+    ts = slider()
+    assert ts[0] == STEP and ts[-2] == TOP and ts[-1] is None and len(ts) == round(TOP / STEP) + 1
+    assert sorted(Sampler.nearest(0.8), key=str) == sorted(ts, key=str)  # each once
+    assert Sampler.nearest(0.8)[:5] == [0.8, 0.75, 0.85, 0.7, 0.9]
+    assert Sampler.nearest(None)[:3] == [None, 2.0, 1.95] and Sampler.nearest(0.05)[:2] == [0.05, 0.1]
+    assert Sampler.nearest(0.37)[:2] == [0.35, 0.4]  # off the slider (a typed URL): its neighbours
+
+
+def test_warm_up_prepares_every_truncation_exactly_as_a_request_would(env, request):
+    """The warm-up prepares the statistics of every truncation the page offers, on its own copy of G; asking for
+    any of them, at any seed, then computes nothing, and the images equal those of a sampler without warm-up."""
+    from nanobiggan.lab.serve import slider
     warm, cold = tiny_sampler(env["ckpt"], warm=True), tiny_sampler(env["ckpt"], warm=False)
     request.addfinalizer(warm.close)
-    assert warm.settle(120) and (0.5, 0) in warm.cache  # the page's first view, prepared at start
-    first = warm.sheet(3, 0.8, seed=4, n=4)
-    assert warm.computed == 1 and warm.settle(120)
-    near = warm.neighbours(0.8, 4)
-    assert near[:2] == [(0.75, 4), (0.85, 4)] and len(near) == 2 * serve.WARM_RADIUS + 1 and near[-1] == (None, 4)
-    assert all(k in warm.cache for k in near)
+    assert warm.settle(300) and set(warm.cache) == set(slider()) and warm.ready() == len(slider())
     torch = pytest.importorskip("torch")
-    for t, seed in [(0.8, 4), *near]:
+    cases = [(0.5, 0), (0.8, 4), (0.8, 9), (2.0, 1), (None, 4), (0.05, 3)]
+    for t, seed in cases:
         assert torch.equal(warm.sheet(3, t, seed, n=4), cold.sheet(3, t, seed, n=4)), (t, seed)
-    assert warm.computed == 1 and cold.computed == len(near) + 1  # every neighbour came from the warm-up
-    assert torch.equal(first, cold.sheet(3, 0.8, 4, n=4))
-    assert warm.neighbours(None, 0)[:2] == [(2.0, 0), (1.95, 0)] and warm.neighbours(0.05, 0)[0] == (0.1, 0)
+    assert warm.computed == 0 and cold.computed == len({t for t, _ in cases})  # one per truncation, not per seed
+    assert not torch.equal(warm.sheet(3, 0.8, 4, n=4), warm.sheet(3, 0.8, 9, n=4))  # the seed still matters
 
 
 def test_a_request_for_the_threshold_being_warmed_waits_for_it(env, request):
-    """Deterministic: the warm-up is held before its first forward of (0.6, 1); the request for (0.6, 1) lets it
-    finish and uses its statistics instead of computing them again."""
+    """Deterministic: the warm-up is held before its first forward of 0.6; the request for 0.6 lets it finish
+    and uses its statistics instead of computing them again."""
     sampler, cold = tiny_sampler(env["ckpt"], warm=False), tiny_sampler(env["ckpt"], warm=False)
     sampler.idle.clear()  # as if a request were being served: the warm-up waits before each forward
-    sampler.start_warm_up(first=[(0.6, 1)])
+    sampler.start_warm_up(first=[0.6])
     request.addfinalizer(sampler.close)
     with sampler.changed:
-        assert sampler.changed.wait_for(lambda: sampler.warming == (0.6, 1), 60)
+        assert sampler.changed.wait_for(lambda: sampler.warming == (0.6,), 60)
     sampler.idle.set()
     images = sampler.sheet(2, 0.6, seed=1, n=4)
     torch = pytest.importorskip("torch")
     assert sampler.computed == 0 and torch.equal(images, cold.sheet(2, 0.6, 1, n=4))
     sampler.close()
-    assert not sampler.warm_thread.is_alive() and sampler.wanted == []
+    assert not sampler.warm_thread.is_alive() and sampler.warming == ()
 
 
 def test_close_stops_the_warm_up_mid_preparation(env):
     sampler = tiny_sampler(env["ckpt"], warm=False)
     sampler.idle.clear()  # hold it before its first forward
-    sampler.start_warm_up(first=[(0.3, 0), (0.4, 0)])
+    sampler.start_warm_up(first=[0.3, 0.4])
     with sampler.changed:
-        assert sampler.changed.wait_for(lambda: sampler.warming == (0.3, 0), 60)
+        assert sampler.changed.wait_for(lambda: sampler.warming == (0.3,), 60)
     sampler.close()
-    assert not sampler.warm_thread.is_alive() and (0.3, 0) not in sampler.cache and sampler.warming is None
+    assert not sampler.warm_thread.is_alive() and 0.3 not in sampler.cache and sampler.warming == ()
+
+
+def test_statistics_are_kept_on_disk_for_these_weights_only(env, tmp_path, capsys):
+    """A second page over the same weights starts with the first one's statistics (bit for bit: its images equal
+    freshly computed ones); other weights get another file; a damaged file is ignored with a message."""
+    import torch
+    from nanobiggan.lab.serve import store_path
+    store = tmp_path / "standing.pt"
+    first = tiny_sampler(env["ckpt"], warm=False, store=store)
+    first.sheet(1, 0.6, seed=0, n=4)
+    first.sheet(1, None, seed=0, n=4)
+    assert first.computed == 2 and store.exists()
+    second, cold = tiny_sampler(env["ckpt"], warm=False, store=store), tiny_sampler(env["ckpt"], warm=False)
+    assert set(second.cache) == {0.6, None}
+    for t in (0.6, None):
+        assert torch.equal(second.sheet(5, t, seed=3, n=4), cold.sheet(5, t, seed=3, n=4))
+    assert second.computed == 0
+    G = first.G
+    path = store_path(G, 2, 8)
+    assert path == store_path(G, 2, 8) and path != store_path(G, 3, 8) and path != store_path(G, 2, 16)
+    with torch.no_grad():
+        next(G.parameters()).add_(1e-3)
+    assert store_path(G, 2, 8) != path  # other weights, other statistics
+    store.write_bytes(b"not a checkpoint")
+    damaged = tiny_sampler(env["ckpt"], warm=False, store=store)
+    assert damaged.cache == {} and "ignoring the unreadable statistics file" in capsys.readouterr().err
+    damaged.sheet(1, 0.6, seed=0, n=4)
+    assert set(tiny_sampler(env["ckpt"], warm=False, store=store).cache) == {0.6}  # rewritten whole
 
 
 def test_page_info_and_bad_requests(server):
@@ -145,6 +182,7 @@ def test_page_info_and_bad_requests(server):
         assert r.headers["Content-Type"].startswith("text/html") and b'id="trunc"' in r.read()
     status, info = get(base + "/info")
     assert status == 200 and info["classes"][3] == "cat" and info["resolution"] == 32 and str(ckpt) in info["about"]
+    assert info["of"] == 41 and 0 <= info["ready"] <= 41  # the slider's 40 positions and none
     for query, needle in (("class=10", "class ids must be 0..9"), ("class=0&truncation=0", "positive"),
                           ("class=0&truncation=0.001", "smallest allowed is 0.01"), ("class=0&n=0", "n must be"),
                           ("class=0&n=65", "n must be 1..64"), ("class=0&seed=-1", "seed must be")):

@@ -193,7 +193,7 @@ class Bookkeeping:
         """A fixed-z sheet, one row per class, of the EMA generator under the sampling protocol. It draws from its
         own generators: a sheet never changes the training run's random stream (bit-exact resume)."""
         cfg, device = self.trainer.cfg, self.trainer.device
-        G = prepare_for_sampling(self.trainer.ema.model, n_batches=SHEET_STANDING_BATCHES, seed=cfg.seed)
+        G = prepare_for_sampling(self.trainer.ema.model, n_batches=SHEET_STANDING_BATCHES)
         z, y = class_sheet_inputs(cfg.z_dim, cfg.n_classes, per_class=10, seed=cfg.seed, device=device)
         try:
             save_grid(generate(G, z, y), path, nrow=10)

@@ -5,7 +5,8 @@ logs, follows it:
 1. Weights: the EMA generator (§3, decay 0.9999). (`--no-ema`, off-protocol, is for debugging.)
 2. Standing statistics (App. C.1) recomputed AT THE EVALUATED TRUNCATION by the sampling protocol
    (sampling.prepare_for_sampling): `standing_batches` batches of 64 inputs, then eval mode, so an image
-   depends only on its own z and class, never on its batch.
+   depends only on its own z and class, never on its batch. The statistics' inputs have their own fixed seed:
+   `--seed` changes the samples, not the statistics.
 3. N = 50,000 samples by default, `--n` for quick looks. N is ALWAYS printed beside the score, with the
    reference's: "FID 23.41 (n=5000 vs CIFAR-10 train n=50000)". FID is biased upward at small N, so FIDs
    are comparable only at equal N. Below 2048 (the feature dimension) the covariance is singular and the
@@ -137,7 +138,7 @@ def protocol_images(G, n: int, truncation=None, seed: int = 0, batch_size: int =
     seconds.setdefault("sampling", 0.0)
     cfg = G.cfg
     t = time.perf_counter()
-    prepare_for_sampling(G, truncation, standing_batches, seed, standing_batch_size)  # sampling.py's protocol
+    prepare_for_sampling(G, truncation, standing_batches, batch_size=standing_batch_size)  # sampling.py's protocol
     z = truncated_normal((n, cfg.z_dim), truncation, generator=torch.Generator().manual_seed(seed))  # (n d)
     y = class_balanced_labels(n, cfg.n_classes)
     seconds["sampling"] += time.perf_counter() - t

@@ -12,19 +12,22 @@ protocol (nanobiggan/sampling.py) in the same order. Each image, and the whole s
 Python's standard library serves it (http.server) and the page is one HTML file with plain JavaScript
 (lab/sampler.html): nothing to install. It listens on 127.0.0.1 only; it is a tool for your own machine.
 
-Latency: class, n and interpolation changes only run G. A new (truncation, seed) first needs the standing
-statistics (App. C.1: `--standing-batches` forwards of 64), as sample.py computes them: tens of seconds on a CPU,
-behind a spinner. So they are kept (`Sampler.cache`) and computed ahead: after each request, a background thread
-prepares the slider's neighbouring thresholds (WARM_RADIUS steps of WARM_STEP each way, nearest first) for the same
-seed, on its own copy of G, pausing before each of its forwards while a request is being served. A request for
-the threshold it is preparing waits for it rather than starting over. The statistics are the same either way
-(the same function on the same weights and seed; tests/test_serve.py checks it bit for bit).
+Latency: class, seed, n and interpolation changes only run G (0.05 s for 8 CIFAR-10 images on 2 CPU cores). What
+costs is a truncation not seen before: its standing statistics (App. C.1: `--standing-batches` forwards of 64, as
+sample.py computes them), about 14 s on a CPU. They depend on G and the truncation only, never on the seed
+(sampling.py), so the page needs one set per slider position, 41 in all. A background thread prepares them all
+on its own copy of G, nearest the last request first, pausing before each of its forwards while a request is
+served; a request for the threshold it is preparing waits for it rather than starting over. Each set is written
+to a file keyed by G's weights (`store_path`, under $NANOBIGGAN_CACHE or ~/.cache/nanobiggan): the first page
+over a checkpoint takes ~10 min to have every position ready, every later one starts ready. The statistics are the
+same whichever path made them (the same function on the same weights; tests/test_serve.py checks it bit for bit).
 """
 from __future__ import annotations
 
 import base64
 import contextlib
 import copy
+import hashlib
 import io
 import json
 import sys
@@ -40,16 +43,35 @@ from einops import rearrange
 from PIL import Image
 
 from nanobiggan.config import MAX_SEED
+from nanobiggan.lab.files import atomic_write, cache_dir
 from nanobiggan.lab.images import grid, to_uint8
 from nanobiggan.sampling import class_sheet_inputs, generate, interpolation_inputs, prepare_for_sampling
-from nanobiggan.truncation import MIN_THRESHOLD, check_threshold, tfhub_truncated_normal
+from nanobiggan.truncation import MIN_THRESHOLD, check_threshold
 
 PAGE = Path(__file__).with_name("sampler.html")
-CACHE = 64         # (truncation, seed) standing statistics kept (a few KB each at CIFAR-10 scale)
 MAX_N = 64         # images per request
-WARM_STEP = 0.05   # the page's truncation slider step (sampler.html)
-WARM_RADIUS = 3    # slider steps prepared ahead on each side of the last request
-PAGE_START = (0.5, 0)  # (truncation, seed) the page opens with (sampler.html): prepared first
+STEP, TOP = 0.05, 2.0  # the page's truncation slider (sampler.html): STEP..TOP, plus a "none" box
+PAGE_START = 0.5   # the truncation the page opens with (sampler.html): prepared first
+
+
+def slider() -> list:
+    """Every truncation the page offers: the slider's positions, then None (the "none" box)."""
+    first = max(STEP, MIN_THRESHOLD)
+    return [round(first + k * STEP, 2) for k in range(round((TOP - first) / STEP) + 1)] + [None]
+
+
+def store_path(G, standing_batches: int, standing_batch_size: int) -> Path:
+    """The file that keeps G's standing statistics: named by a hash of everything they depend on: G's weights and
+    buffers as loaded, the recipe's two sizes, the device type and torch version (other kernels round otherwise),
+    and the source of the model and sampling code (nanobiggan/*.py: a changed recipe is never served stale)."""
+    h = hashlib.sha256(f"{standing_batches} {standing_batch_size} {torch.__version__} "
+                       f"{next(G.parameters()).device.type}".encode())
+    for source in sorted(Path(__file__).parents[1].glob("*.py")):
+        h.update(source.read_bytes())
+    for name, t in G.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return cache_dir() / "standing" / f"{h.hexdigest()[:24]}.pt"
 
 
 class Sampler:
@@ -57,27 +79,31 @@ class Sampler:
     inputs: (n 3 R R) floats in [-1, 1]. Requests are served one at a time (G's statistics are shared state).
 
     G is a loaded checkpoint's EMA generator (lab/generators.load_generator), or the released BigGAN-deep
-    (pretrained=True: lab/pretrained.load's G, its own BN statistics per truncation, TF-Hub's z convention)."""
+    (pretrained=True: lab/pretrained.load's G, its own BN statistics per truncation, TF-Hub's z convention).
+    `store`: the file that keeps the standing statistics between runs (default `store_path`; None: memory only)."""
 
     def __init__(self, G, cfg, classes, standing_batches: int, standing_batch_size: int, batch_size: int = 64,
-                 pretrained: bool = False, about: str = "", warm: bool = True):
+                 pretrained: bool = False, about: str = "", warm: bool = True, store="default"):
         self.G, self.cfg, self.classes, self.pretrained, self.about = G, cfg, list(classes), pretrained, about
         self.standing_batches, self.standing_batch_size, self.batch_size = (standing_batches, standing_batch_size,
                                                                             batch_size)
         self.lock = threading.Lock()  # one request at a time
         self.pristine = self._buffers(G)  # as loaded: every preparation starts here, as sample.py's fresh G does
-        self.cache: OrderedDict[tuple, dict] = OrderedDict()
+        self.cache: dict = {}  # truncation -> G's buffers under it
+        self.store = None if pretrained or store is None else (
+            store_path(G, standing_batches, standing_batch_size) if store == "default" else Path(store))
+        self._read_store()
         self.computed = 0  # standing statistics computed for a request (not by the warm-up): the slow path
-        # The warm-up: `wanted` keys, nearest first; `warming` the one in progress; `idle` cleared while a request
-        # is served (the warm-up waits before its next forward); `changed` guards all of these and the cache.
+        # The warm-up: `wanted` truncations, nearest first; `warming` the one in progress; `idle` cleared while a
+        # request is served (the warm-up waits before its next forward); `changed` guards these and the cache.
         self.changed = threading.Condition()
-        self.wanted: list[tuple] = []
-        self.warming = None
+        self.wanted: list = []
+        self.warming = ()  # () when idle: None is a truncation (none)
         self.idle = threading.Event()
         self.idle.set()
         self.closed, self.warm_thread = False, None
         if warm and not pretrained:
-            self.start_warm_up(first=[PAGE_START, *self.neighbours(*PAGE_START)])
+            self.start_warm_up(first=self.missing(PAGE_START))
 
     def start_warm_up(self, first=()) -> None:
         """Start the warm-up thread, on a copy of G made now (G as loaded), with `first` as its first wishes."""
@@ -106,40 +132,57 @@ class Sampler:
             for k, v in G.named_buffers():
                 v.copy_(buffers[k])
 
-    def _compute(self, G, key) -> dict:
-        """sample.py's standing statistics for key = (truncation, seed), computed on G from the pristine state."""
+    def _read_store(self) -> None:
+        """The statistics an earlier page kept for these very weights; an unreadable file is only a lost cache."""
+        if self.store is None or not self.store.exists():
+            return
+        try:
+            kept = torch.load(self.store, map_location=next(self.G.parameters()).device, weights_only=True)
+            self.cache = {None if t == "none" else float(t): buffers for t, buffers in kept.items()
+                          if set(buffers) == set(self.pristine)}
+        except Exception as e:  # noqa: BLE001  recomputed as if it were not there
+            print(f"sampler: ignoring the unreadable statistics file {self.store} ({e}); they will be recomputed",
+                  file=sys.stderr)
+
+    def _write_store(self) -> None:  # with self.changed held: one writer at a time, the whole cache each time
+        if self.store is None:
+            return
+        kept = {"none" if t is None else repr(t): buffers for t, buffers in self.cache.items()}
+        try:
+            atomic_write(self.store, lambda f: torch.save(kept, f))
+        except OSError as e:  # a read-only cache folder costs speed on the next run, nothing else
+            print(f"sampler: could not keep the statistics in {self.store} ({e})", file=sys.stderr)
+            self.store = None
+
+    def _compute(self, G, truncation) -> dict:
+        """sample.py's standing statistics at `truncation`, computed on G from the pristine state."""
         self._load_buffers(G, self.pristine)
-        prepare_for_sampling(G, key[0], self.standing_batches, key[1], self.standing_batch_size)
+        prepare_for_sampling(G, truncation, self.standing_batches, batch_size=self.standing_batch_size)
         return self._buffers(G)
 
-    def _store(self, key, buffers: dict) -> None:  # with self.changed held
-        self.cache[key] = buffers
-        self.cache.move_to_end(key)
-        while len(self.cache) > CACHE:
-            self.cache.popitem(last=False)
+    def _store(self, truncation, buffers: dict) -> None:  # with self.changed held
+        self.cache[truncation] = buffers
+        self._write_store()
         self.changed.notify_all()
 
-    def _prepare(self, truncation, seed: int) -> None:
-        """G's state for (truncation, seed): from the cache, from the warm-up if it is preparing exactly this,
-        else computed here, as sample.py computes it."""
+    def _prepare(self, truncation) -> None:
+        """G's state at `truncation`: from the cache, from the warm-up if it is preparing exactly this, else
+        computed here, as sample.py computes it."""
         if self.pretrained:
             from nanobiggan.lab.pretrained import set_truncation
             set_truncation(self.G, 1.0 if truncation is None else truncation)
             return
-        key = (truncation, seed)
         with self.changed:
-            if self.warming == key:  # let the warm-up finish it: waiting costs less than starting over
+            if self.warming == (truncation,):  # let the warm-up finish it: waiting costs less than starting over
                 self.idle.set()
-                self.changed.wait_for(lambda: key in self.cache or self.warming != key)
+                self.changed.wait_for(lambda: truncation in self.cache or self.warming != (truncation,))
                 self.idle.clear()
-            buffers = self.cache.get(key)
-            if buffers is not None:
-                self.cache.move_to_end(key)
+            buffers = self.cache.get(truncation)
         if buffers is None:
-            buffers = self._compute(self.G, key)
+            buffers = self._compute(self.G, truncation)
             self.computed += 1
             with self.changed:
-                self._store(key, buffers)
+                self._store(truncation, buffers)
         self._load_buffers(self.G, buffers)
 
     @contextlib.contextmanager
@@ -152,25 +195,33 @@ class Sampler:
             finally:
                 self.idle.set()
 
-    def neighbours(self, truncation, seed: int) -> list[tuple]:
-        """The keys the warm-up prepares after a request at (truncation, seed): the slider's thresholds within
-        WARM_RADIUS steps, nearest first (none: the top of the slider), then no truncation."""
-        low, top = max(WARM_STEP, MIN_THRESHOLD), 2.0
-        at = top + WARM_STEP if truncation is None else truncation
-        ts = [round(at + sign * k * WARM_STEP, 2) for k in range(1, WARM_RADIUS + 1) for sign in (-1, 1)]
-        return [(t, seed) for t in ts if low - 1e-9 <= t <= top + 1e-9] + ([(None, seed)] if truncation else [])
+    @staticmethod
+    def nearest(truncation) -> list:
+        """The page's truncations ordered by their distance on the slider from `truncation` (none sits one step
+        past the top), itself first if it is one of them."""
+        where = {t: TOP + STEP if t is None else t for t in slider()}
+        at = where[None] if truncation is None else truncation
+        return sorted(where, key=lambda t: (round(abs(where[t] - at), 6), where[t]))
 
-    def _want(self, truncation, seed: int) -> None:
+    def missing(self, truncation) -> list:
+        """What the warm-up still has to prepare, nearest `truncation` first (with self.changed held or not)."""
+        return [t for t in self.nearest(truncation) if t not in self.cache]
+
+    def ready(self) -> int:
+        """How many of the page's truncations have their statistics ready."""
+        return sum(t in self.cache for t in slider())
+
+    def _want(self, truncation) -> None:
         if self.pretrained:
             return
         with self.changed:
-            self.wanted = [k for k in self.neighbours(truncation, seed) if k not in self.cache]
+            self.wanted = self.missing(truncation)
             self.changed.notify_all()
 
     def settle(self, timeout: float = 600) -> bool:
-        """Wait until the warm-up has nothing left to do (tests; a script that wants every neighbour ready)."""
+        """Wait until the warm-up has nothing left to do (tests; a script that wants every truncation ready)."""
         with self.changed:
-            return self.changed.wait_for(lambda: not self.wanted and self.warming is None, timeout)
+            return self.changed.wait_for(lambda: not self.wanted and self.warming == (), timeout)
 
     def _warm_loop(self, G) -> None:
         class Closed(Exception):
@@ -186,35 +237,32 @@ class Sampler:
                 self.changed.wait_for(lambda: self.wanted or self.closed)
                 if self.closed:
                     return
-                key = self.wanted.pop(0)
-                if key in self.cache:
+                truncation = self.wanted.pop(0)
+                if truncation in self.cache:
                     continue
-                self.warming = key
+                self.warming = (truncation,)
             buffers = None
             try:
-                buffers = self._compute(G, key)
+                buffers = self._compute(G, truncation)
             except Closed:
                 pass
             except Exception as e:  # noqa: BLE001  the page still works; a request then computes it itself
-                print(f"sampler: preparing truncation {key[0]}, seed {key[1]} ahead failed: {e}", file=sys.stderr)
+                print(f"sampler: preparing truncation {truncation} ahead failed: {e}", file=sys.stderr)
             finally:
                 with self.changed:  # stored and released together: a waiting request finds it in the cache
                     if buffers is not None:
-                        self._store(key, buffers)
-                    self.warming = None
+                        self._store(truncation, buffers)
+                    self.warming = ()
                     self.changed.notify_all()
 
     def sheet(self, class_id: int, truncation=None, seed: int = 0, n: int = 8) -> torch.Tensor:
         """`python sample.py --class ID --n N --seed S [--truncation T]` (with --pretrained for released weights)."""
         with self._serving():
-            self._prepare(truncation, seed)
+            self._prepare(truncation)
             z, y = class_sheet_inputs(self.cfg.z_dim, self.cfg.n_classes, classes=[class_id], per_class=n,
-                                      threshold=None if self.pretrained else truncation, seed=seed)
-            if self.pretrained:  # sample.py's sample_pretrained: TF-Hub's z = t · truncnorm(-2, 2)
-                t = 1.0 if truncation is None else truncation
-                z = tfhub_truncated_normal((n, self.cfg.z_dim), t, generator=torch.Generator().manual_seed(seed))
+                                      threshold=truncation, seed=seed, tfhub=self.pretrained)
             images = generate(self.G, z, y, batch_size=self.batch_size)
-        self._want(truncation, seed)
+        self._want(truncation)
         return images
 
     def interpolation(self, mode: str, classes: list[int], truncation=None, seed: int = 0) -> torch.Tensor:
@@ -223,16 +271,22 @@ class Sampler:
             raise ValueError("interpolation sheets are drawn for this project's checkpoints only (sample.py "
                              "--interp does not take --pretrained)")
         with self._serving():
-            self._prepare(truncation, seed)
+            self._prepare(truncation)
             z, e = interpolation_inputs(self.G, mode, threshold=truncation, seed=seed, classes=classes)
             images = generate(self.G, z, e, batch_size=self.batch_size)
-        self._want(truncation, seed)
+        self._want(truncation)
         return images
 
     def info(self) -> dict:
         return {"name": self.cfg.name, "classes": self.classes, "resolution": self.cfg.resolution,
                 "pretrained": self.pretrained, "about": self.about, "max_n": MAX_N,
-                "min_truncation": 0.0 if self.pretrained else MIN_THRESHOLD}
+                "min_truncation": 0.0 if self.pretrained else MIN_THRESHOLD, **self.progress()}
+
+    def progress(self) -> dict:
+        """{"ready": truncations whose statistics are ready, "of": how many the page has}; the released weights
+        carry theirs for every truncation."""
+        n = len(slider())
+        return {"ready": n if self.pretrained else self.ready(), "of": n}
 
 
 def _png(pixels) -> str:
@@ -284,7 +338,7 @@ def make_handler(sampler: Sampler):
                         nrow = len(images) // 4
                     each, sheet = png_data_urls(images, nrow)
                     return self._json(200, {"images": each, "sheet": sheet, "nrow": nrow,
-                                            "seconds": time.perf_counter() - t0})
+                                            "seconds": time.perf_counter() - t0, **sampler.progress()})
                 return self._json(404, {"error": f"no page {path}"})
             except ValueError as e:
                 return self._json(400, {"error": str(e)})
