@@ -50,8 +50,8 @@ from nanobiggan.truncation import MIN_THRESHOLD, check_threshold
 
 PAGE = Path(__file__).with_name("sampler.html")
 MAX_N = 64         # images per request
-STEP, TOP = 0.05, 2.0  # the page's truncation slider (sampler.html): STEP..TOP, plus a "none" box
-PAGE_START = 0.5   # the truncation the page opens with (sampler.html): prepared first
+STEP, TOP = 0.05, 2.0  # the page's truncation slider, STEP..TOP, plus a "none" box (sent to the page by /info)
+PAGE_START = 0.5   # the truncation the page opens with: prepared first
 
 
 def slider() -> list:
@@ -280,7 +280,7 @@ class Sampler:
     def info(self) -> dict:
         return {"name": self.cfg.name, "classes": self.classes, "resolution": self.cfg.resolution,
                 "pretrained": self.pretrained, "about": self.about, "max_n": MAX_N,
-                "min_truncation": 0.0 if self.pretrained else MIN_THRESHOLD, **self.progress()}
+                "slider": {"min": slider()[0], "max": TOP, "step": STEP, "start": PAGE_START}, **self.progress()}
 
     def progress(self) -> dict:
         """{"ready": truncations whose statistics are ready, "of": how many the page has}; the released weights
